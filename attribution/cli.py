@@ -1,0 +1,118 @@
+"""The `attribution` command line (SPEC §6.3)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from attribution.database import DatabaseError, database_url, embedded_server, redact_url
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from attribution.synthetic import generate
+
+    clock = time.perf_counter()
+    summary = generate(
+        Path(args.out),
+        preset=args.preset,
+        months=args.months,
+        days=args.days,
+        seed=args.seed,
+        bad_row_rate=args.bad_row_rate,
+        start=args.start,
+        orgs=args.orgs,
+        file_format=args.format,
+    )
+    for line in summary.lines():
+        print(line)
+    print(f"generated {len(summary.files)} files in {args.out} in {time.perf_counter() - clock:.1f} s")
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from ingestion import ingest_directory
+
+    directory = Path(args.directory)
+    url = database_url()
+    print(f"ingesting {directory} into {redact_url(url)}")
+    report = ingest_directory(url, directory)
+    for line in report.lines():
+        print(line)
+    return 0 if report.ok else 1
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    server = embedded_server()
+    external = os.environ.get("DATABASE_URL")
+    if args.action == "url":
+        print(external or server.start())
+        return 0
+    if external:
+        print(
+            f"DATABASE_URL is set ({redact_url(external)}): the embedded server is not in use",
+            file=sys.stderr,
+        )
+        return 1
+    if args.action == "start":
+        url = server.start()
+        print(f"embedded PostgreSQL running: {url}")
+        print(f"  data: {server.cluster}\n  connect: psql '{url}'")
+        return 0
+    stopped = server.stop()
+    print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from attribution.demo import run_demo
+
+    return run_demo(Path(args.workdir))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="attribution", description="Partner revenue attribution platform."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="write a synthetic CRM export (SPEC §2 format)")
+    gen.add_argument("--preset", default="mvp", choices=["mvp", "early", "growth", "scale", "hyper"])
+    gen.add_argument("--months", type=int, default=1)
+    gen.add_argument("--days", type=int, default=None, help="overrides --months")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--out", required=True)
+    gen.add_argument("--bad-row-rate", type=float, default=0.0)
+    gen.add_argument("--start", type=date.fromisoformat, default=date(2026, 1, 1))
+    gen.add_argument("--orgs", type=int, default=None, help="overrides the preset's org count")
+    gen.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    gen.set_defaults(func=_cmd_generate)
+
+    ing = sub.add_parser("ingest", help="load a landing directory once (SPEC §3)")
+    ing.add_argument("directory")
+    ing.set_defaults(func=_cmd_ingest)
+
+    db = sub.add_parser("db", help="the database in use: url, start, stop")
+    db.add_argument("action", choices=["url", "start", "stop"])
+    db.set_defaults(func=_cmd_db)
+
+    demo = sub.add_parser("demo", help="generate a small dataset and run it end to end")
+    demo.add_argument("--workdir", default="data/demo")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DatabaseError, NotADirectoryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

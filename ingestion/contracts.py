@@ -1,0 +1,120 @@
+"""The input contract (SPEC §2) as data: entities, their fields and how each is checked.
+
+Everything else in ingestion (the readers, the SQL validation, the raw tables'
+column lists) is derived from these declarations, so a new field or entity is a
+change here plus a migration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Kind(Enum):
+    TEXT = "text"  # kept exactly as read
+    LOWER_TEXT = "lower_text"  # free text, lower-cased on load
+    ENUM = "enum"  # trimmed, lower-cased, one of `choices`
+    CURRENCY = "currency"  # trimmed, upper-cased, three letters
+    TIMESTAMP = "timestamp"  # ISO 8601; no offset means UTC
+    DATE = "date"  # YYYY-MM-DD
+    AMOUNT = "amount"  # decimal with '.', >= 0
+    POSITIVE_AMOUNT = "positive_amount"  # decimal with '.', > 0
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: Kind = Kind.TEXT
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    default: str | None = None
+    # Required only when another field holds one of some values: (field, values).
+    required_when: tuple[str, tuple[str, ...]] | None = None
+
+
+@dataclass(frozen=True)
+class Entity:
+    name: str
+    fields: tuple[Field, ...]
+
+    @property
+    def table(self) -> str:
+        return self.name
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    @property
+    def required_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields if f.required)
+
+
+ORGANIZATIONS = Entity(
+    "organizations",
+    (
+        Field("org_id", required=True),
+        Field("name", required=True),
+        Field("plan"),
+        Field("created_at", Kind.TIMESTAMP),
+        Field("updated_at", Kind.TIMESTAMP, required=True),
+    ),
+)
+
+PARTNERS = Entity(
+    "partners",
+    (
+        Field("partner_id", required=True),
+        Field("org_id", required=True),
+        Field("name", required=True),
+        Field("partner_type"),
+        Field("status", Kind.ENUM, choices=("active", "inactive"), default="active"),
+        Field("created_at", Kind.TIMESTAMP),
+        Field("updated_at", Kind.TIMESTAMP, required=True),
+    ),
+)
+
+DEALS = Entity(
+    "deals",
+    (
+        Field("deal_id", required=True),
+        Field("org_id", required=True),
+        Field("name"),
+        Field("amount", Kind.AMOUNT, required=True),
+        Field("currency", Kind.CURRENCY, required=True),
+        Field("status", Kind.ENUM, required=True, choices=("open", "won", "lost")),
+        Field("created_at", Kind.TIMESTAMP, required=True),
+        Field("closed_at", Kind.TIMESTAMP, required_when=("status", ("won", "lost"))),
+        Field("updated_at", Kind.TIMESTAMP, required=True),
+    ),
+)
+
+TOUCHPOINTS = Entity(
+    "touchpoints",
+    (
+        Field("touchpoint_id", required=True),
+        Field("org_id", required=True),
+        Field("deal_id", required=True),
+        Field("partner_id", required=True),
+        Field("touchpoint_type", Kind.LOWER_TEXT, required=True),
+        Field("occurred_at", Kind.TIMESTAMP, required=True),
+    ),
+)
+
+FX_RATES = Entity(
+    "fx_rates",
+    (
+        Field("currency", Kind.CURRENCY, required=True),
+        Field("rate_date", Kind.DATE, required=True),
+        Field("usd_per_unit", Kind.POSITIVE_AMOUNT, required=True),
+    ),
+)
+
+# Load order: reference data first, so a run's deals and touchpoints find their
+# organizations, partners and rates in the same run.
+ENTITIES: tuple[Entity, ...] = (ORGANIZATIONS, PARTNERS, FX_RATES, DEALS, TOUCHPOINTS)
+ENTITY_BY_NAME = {e.name: e for e in ENTITIES}
+FILE_EXTENSIONS = (".csv", ".jsonl")
+# Longest text value accepted; a longer one is quarantined with its length.
+MAX_FIELD_CHARS = 1_000_000

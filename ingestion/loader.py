@@ -1,0 +1,196 @@
+"""Load landing files into raw tables: one file, one batch, one transaction.
+
+Per batch (SPEC §3): the ledger row, the COPY into a temporary landing table, the
+set-based validation that routes every row to `raw.<entity>` or `raw.quarantine`,
+and the final counts all commit together — or not at all. A process killed at any
+point leaves no partial batch; the next run finds the file unloaded and loads it.
+
+Concurrency: loads of one entity are serialized by a transaction-level advisory
+lock (so batch ids follow commit order, which "ties go to the version loaded last"
+relies on), and the unique (file_name, content_hash) index makes a second loader
+of the same file wait, then see it as already loaded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from ingestion.contracts import Entity
+from ingestion.discovery import LandingFile
+from ingestion.readers import FileRefused, HashingReader, file_sha256, make_reader, open_text
+from ingestion.validation import LANDING_TABLE, LINE_NO, PARSE_ERROR, RAW_TEXT, landing_ddl
+from ingestion.validation import route_batch_sql
+
+_ENTITY_LOCK = "select pg_advisory_xact_lock(hashtext('attribution.ingest.' || %s))"
+
+
+@dataclass
+class FileResult:
+    """What happened to one landing file."""
+
+    file_name: str
+    entity: str | None
+    status: str  # loaded | skipped | refused
+    batch_id: int | None = None
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    ignored_columns: list[str] = field(default_factory=list)
+    message: str | None = None
+    seconds: float = 0.0
+
+
+class FileChangedDuringLoad(RuntimeError):
+    """The file's bytes changed while we read it; it is left for the next run."""
+
+
+def _already_loaded(conn: psycopg.Connection, file_name: str, content_hash: str) -> tuple | None:
+    return conn.execute(
+        "select batch_id, outcome from raw.ingest_batches"
+        " where file_name = %s and content_hash = %s",
+        [file_name, content_hash],
+    ).fetchone()
+
+
+def _record_refusal(
+    conn: psycopg.Connection, landing: LandingFile, content_hash: str, started: datetime, message: str
+) -> int | None:
+    with conn.transaction():
+        row = conn.execute(
+            """
+            insert into raw.ingest_batches
+                (file_name, file_path, entity, file_format, content_hash, file_size,
+                 started_at, finished_at, outcome, error_message)
+            values (%s, %s, %s, %s, %s, %s, %s, clock_timestamp(), 'refused', %s)
+            on conflict (file_name, content_hash) do nothing
+            returning batch_id
+            """,
+            [
+                landing.name,
+                str(landing.path),
+                landing.entity.name if landing.entity else None,
+                landing.file_format,
+                content_hash,
+                landing.size,
+                started,
+                message,
+            ],
+        ).fetchone()
+    return row[0] if row else None
+
+
+def _copy_rows(
+    conn: psycopg.Connection, entity: Entity, landing: LandingFile, hashing: HashingReader
+) -> tuple[int, list[str]]:
+    """Stream the file into the landing table; return (rows read, ignored columns)."""
+    text = open_text(hashing)  # type: ignore[arg-type]
+    reader = make_reader(entity, text, landing.name)
+    columns = [LINE_NO, PARSE_ERROR, RAW_TEXT, *reader.present_fields]
+    copy_sql = sql.SQL("copy {} ({}) from stdin").format(
+        sql.Identifier(LANDING_TABLE), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    rows = 0
+    with conn.cursor().copy(copy_sql) as copy:
+        write = copy.write_row
+        for rows, row in enumerate(reader, 1):  # noqa: B007 - rows is the count afterwards
+            write(row)
+    return rows, reader.ignored_columns
+
+
+def load_file(
+    conn: psycopg.Connection, landing: LandingFile, after_copy: Callable[[], None] | None = None
+) -> FileResult:
+    """Load one file as one batch. `conn` must be in autocommit mode (we manage transactions).
+
+    `after_copy` is a test hook called between the COPY and the commit.
+    """
+    started = datetime.now(UTC)
+    clock = time.perf_counter()
+    content_hash = file_sha256(landing.path)
+    result = FileResult(landing.name, landing.entity.name if landing.entity else None, "loaded")
+
+    previous = _already_loaded(conn, landing.name, content_hash)
+    if previous:
+        result.status, result.batch_id = "skipped", previous[0]
+        result.message = f"already {previous[1]} as batch {previous[0]}"
+        return result
+
+    if landing.problem is not None:
+        result.status, result.message = "refused", f"{landing.name}: {landing.problem}"
+        result.batch_id = _record_refusal(conn, landing, content_hash, started, result.message)
+        return result
+
+    entity = landing.entity
+    assert entity is not None
+    try:
+        with conn.transaction():
+            conn.execute("set local timezone = 'UTC'")
+            conn.execute(_ENTITY_LOCK, [entity.name])
+            previous = _already_loaded(conn, landing.name, content_hash)
+            if previous:  # another loader committed it while we waited for the lock
+                result.status, result.batch_id = "skipped", previous[0]
+                result.message = f"already {previous[1]} as batch {previous[0]}"
+                return result
+            (batch_id,) = conn.execute(
+                """
+                insert into raw.ingest_batches
+                    (file_name, file_path, entity, file_format, content_hash, file_size,
+                     started_at, outcome)
+                values (%s, %s, %s, %s, %s, %s, %s, 'loaded')
+                returning batch_id
+                """,
+                [
+                    landing.name,
+                    str(landing.path),
+                    entity.name,
+                    landing.file_format,
+                    content_hash,
+                    landing.size,
+                    started,
+                ],
+            ).fetchone()
+            conn.execute(landing_ddl(entity))
+            with open(landing.path, "rb") as raw:
+                hashing = HashingReader(raw)
+                rows_read, ignored = _copy_rows(conn, entity, landing, hashing)
+            if hashing.digest.hexdigest() != content_hash:
+                raise FileChangedDuringLoad(
+                    f"{landing.name} changed while it was being loaded; it will load on the next run"
+                )
+            loaded, quarantined = conn.execute(
+                route_batch_sql(entity),
+                {"batch_id": batch_id, "entity": entity.name, "source_file": landing.name},
+            ).fetchone()
+            if loaded + quarantined != rows_read:
+                raise RuntimeError(
+                    f"{landing.name}: read {rows_read} rows but routed {loaded} + {quarantined}"
+                )
+            conn.execute(
+                """
+                update raw.ingest_batches
+                set rows_read = %s, rows_loaded = %s, rows_quarantined = %s,
+                    ignored_columns = %s, finished_at = clock_timestamp()
+                where batch_id = %s
+                """,
+                [rows_read, loaded, quarantined, ignored, batch_id],
+            )
+            if after_copy is not None:
+                after_copy()
+    except FileRefused as refused:
+        result.status, result.message = "refused", str(refused)
+        result.batch_id = _record_refusal(conn, landing, content_hash, started, str(refused))
+        result.seconds = time.perf_counter() - clock
+        return result
+
+    result.batch_id = batch_id
+    result.rows_read, result.rows_loaded, result.rows_quarantined = rows_read, loaded, quarantined
+    result.ignored_columns = ignored
+    result.seconds = time.perf_counter() - clock
+    return result

@@ -1,0 +1,235 @@
+"""Streaming readers: turn a CSV or JSONL file into landing rows, in bounded memory.
+
+A reader yields one tuple per record: (line_no, parse_error, raw_text, *fields),
+fields in the entity's declared order, text or None. Rows that are not valid
+CSV/JSON still yield a tuple — with `parse_error` set and the text as read in
+`raw_text` — so they reach the quarantine instead of vanishing (SPEC §3.1).
+Problems that make the whole file unusable raise `FileRefused` (SPEC §3.3).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterable, Iterator
+from operator import itemgetter
+from pathlib import Path
+from typing import BinaryIO
+
+from ingestion.contracts import Entity
+
+# csv refuses fields over 128 KiB by default; long values are checked (and
+# quarantined with their length) by the validation step instead.
+csv.field_size_limit(2**31 - 1)
+
+LandingRow = tuple[object, ...]
+
+
+class FileRefused(Exception):
+    """The file as a whole cannot be loaded; no row of it is kept."""
+
+
+class HashingReader(io.RawIOBase):
+    """Reads a binary file while hashing exactly the bytes that were read."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.digest = hashlib.sha256()
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        n = self._raw.readinto(buffer)  # type: ignore[attr-defined]
+        if n:
+            self.digest.update(memoryview(buffer)[:n])
+            self.bytes_read += n
+        return n or 0
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def open_text(raw: BinaryIO) -> io.TextIOWrapper:
+    """UTF-8 (a BOM is allowed), newlines kept as-is for the csv module."""
+    return io.TextIOWrapper(
+        io.BufferedReader(raw, buffer_size=1 << 20),  # type: ignore[arg-type]
+        encoding="utf-8-sig",
+        errors="strict",
+        newline="",
+    )
+
+
+class _NulFilter:
+    """Passes lines through, replacing NUL bytes (which PostgreSQL text cannot hold)
+    with the visible text `\\x00` and remembering on which lines that happened."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._lines = lines
+        self.line = 0
+        self.nul_lines: list[int] = []
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self._lines:
+            self.line += 1
+            if "\x00" in line:
+                self.nul_lines.append(self.line)
+                line = line.replace("\x00", "\\x00")
+            yield line
+
+
+def _normalize_header(names: list[str]) -> list[str]:
+    return [name.strip().lower() for name in names]
+
+
+def check_header(entity: Entity, header: list[str], file_name: str) -> list[str]:
+    """Refuse a header with duplicates or missing required columns; return ignored ones."""
+    seen: set[str] = set()
+    duplicates = sorted({n for n in header if n in seen or seen.add(n)})  # type: ignore[func-returns-value]
+    if duplicates:
+        raise FileRefused(f"{file_name}: header repeats column(s) {', '.join(duplicates)}")
+    missing = [name for name in entity.required_names if name not in header]
+    if missing:
+        raise FileRefused(
+            f"{file_name}: header lacks required column(s) {', '.join(missing)}"
+            f" (expected columns for {entity.name}: {', '.join(entity.field_names)})"
+        )
+    known = set(entity.field_names)
+    return [name for name in header if name not in known]
+
+
+class CsvReader:
+    """Parses RFC 4180 CSV with a header row; column order free, extra columns ignored."""
+
+    def __init__(self, entity: Entity, text: io.TextIOWrapper, file_name: str) -> None:
+        self.entity = entity
+        self.file_name = file_name
+        self._lines = _NulFilter(text)
+        self._reader = csv.reader(self._lines, strict=False)
+        try:
+            header = next(self._reader)
+        except StopIteration:
+            raise FileRefused(f"{file_name}: file is empty (no header row)") from None
+        except UnicodeDecodeError as exc:
+            raise FileRefused(_decode_message(file_name, 1, exc)) from None
+        if self._lines.nul_lines:
+            raise FileRefused(f"{file_name}: header row contains NUL bytes")
+        self.header = _normalize_header(header)
+        self.ignored_columns = check_header(entity, self.header, file_name)
+        self.present_fields = [n for n in entity.field_names if n in self.header]
+        self._getter = itemgetter(*(self.header.index(n) for n in self.present_fields))
+
+    def __iter__(self) -> Iterator[LandingRow]:
+        width = len(self.header)
+        getter = self._getter
+        single = len(self.present_fields) == 1
+        lines = self._lines
+        nul_lines = lines.nul_lines
+        reader = self._reader
+        end = reader.line_num
+        blank = (None,) * len(self.present_fields)
+        try:
+            for row in reader:
+                start, end = end + 1, reader.line_num
+                if not row:  # a blank line is not a record
+                    continue
+                if len(row) != width:
+                    yield (
+                        start,
+                        f"row has {len(row)} fields but the header has {width}"
+                        " (unbalanced quotes or a stray delimiter?)",
+                        json.dumps(row, ensure_ascii=False),
+                        *blank,
+                    )
+                elif nul_lines and nul_lines[-1] >= start:
+                    yield (
+                        start,
+                        "row contains NUL bytes (shown as \\x00), which text fields cannot hold",
+                        json.dumps(row, ensure_ascii=False),
+                        *blank,
+                    )
+                elif single:
+                    yield (start, None, None, getter(row))
+                else:
+                    yield (start, None, None, *getter(row))
+        except UnicodeDecodeError as exc:
+            raise FileRefused(_decode_message(self.file_name, lines.line + 1, exc)) from None
+        except csv.Error as exc:  # only for damage the lenient parser cannot step over
+            raise FileRefused(f"{self.file_name}: line {lines.line}: not valid CSV: {exc}") from None
+
+
+class JsonlReader:
+    """One JSON object per line; keys are the field names, extra keys ignored."""
+
+    def __init__(self, entity: Entity, text: io.TextIOWrapper, file_name: str) -> None:
+        self.entity = entity
+        self.file_name = file_name
+        self._text = text
+        self.present_fields = list(entity.field_names)
+        self._ignored: dict[str, None] = {}
+
+    @property
+    def ignored_columns(self) -> list[str]:
+        return list(self._ignored)
+
+    def _row(self, line_no: int, line: str) -> LandingRow:
+        fields = self.present_fields
+        blank = (None,) * len(fields)
+        try:
+            obj = json.loads(line, parse_float=str, parse_int=str, parse_constant=str)
+        except ValueError as exc:
+            return (line_no, f"line is not valid JSON: {exc}", line.replace("\x00", "\\x00"), *blank)
+        if not isinstance(obj, dict):
+            return (line_no, f"expected a JSON object, got {type(obj).__name__}", line, *blank)
+        extra = obj.keys() - set(fields)
+        if extra:
+            self._ignored.update(dict.fromkeys(sorted(extra)))
+        values: list[str | None] = []
+        for name in fields:
+            value = obj.get(name)
+            if value is None or isinstance(value, str):
+                if value is not None and "\x00" in value:
+                    return (line_no, f"{name}: value contains a NUL character", line, *blank)
+                values.append(value)
+            else:
+                kind = "true/false" if isinstance(value, bool) else type(value).__name__
+                return (
+                    line_no,
+                    f"{name}: expected a string or number, got a JSON {kind}",
+                    line,
+                    *blank,
+                )
+        return (line_no, None, None, *values)
+
+    def __iter__(self) -> Iterator[LandingRow]:
+        line_no = 0
+        try:
+            for line in self._text:
+                line_no += 1
+                stripped = line.strip()
+                if stripped:
+                    yield self._row(line_no, stripped)
+        except UnicodeDecodeError as exc:
+            raise FileRefused(_decode_message(self.file_name, line_no + 1, exc)) from None
+
+
+def _decode_message(file_name: str, line: int, exc: UnicodeDecodeError) -> str:
+    bad = exc.object[exc.start : exc.start + 4]
+    return (
+        f"{file_name}: cannot be decoded as UTF-8 near line {line}"
+        f" (bytes {bad!r}: {exc.reason}); re-export the file as UTF-8"
+    )
+
+
+def make_reader(entity: Entity, text: io.TextIOWrapper, file_name: str) -> CsvReader | JsonlReader:
+    if file_name.lower().endswith(".jsonl"):
+        return JsonlReader(entity, text, file_name)
+    return CsvReader(entity, text, file_name)

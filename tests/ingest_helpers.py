@@ -1,0 +1,71 @@
+"""Small helpers for ingestion tests: write landing files, read tables back."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+RAW_TABLES = ("organizations", "partners", "deals", "touchpoints", "fx_rates", "quarantine")
+
+DEAL_HEADER = [
+    "deal_id", "org_id", "name", "amount", "currency", "status",
+    "created_at", "closed_at", "updated_at",
+]  # fmt: skip
+
+
+def good_deal(**overrides: str) -> dict[str, str]:
+    row = {
+        "deal_id": "d1",
+        "org_id": "o1",
+        "name": "Deal",
+        "amount": "100.00",
+        "currency": "USD",
+        "status": "won",
+        "created_at": "2026-01-01T00:00:00Z",
+        "closed_at": "2026-01-05T00:00:00Z",
+        "updated_at": "2026-01-05T00:00:00Z",
+    }
+    row.update(overrides)
+    return row
+
+
+def write_csv(path: Path, rows: list[dict[str, str]], header: list[str] | None = None) -> Path:
+    header = header or list(rows[0])
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_jsonl(path: Path, rows: list[object]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def fetch(url: str, query: str, params: list | None = None) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(query, params or []).fetchall()  # type: ignore[arg-type]
+
+
+def table_snapshot(url: str) -> dict[str, list[tuple]]:
+    """Every row of every raw table and the ledger, in a stable order."""
+    snapshot = {}
+    with psycopg.connect(url) as conn:
+        for table in (*RAW_TABLES, "ingest_batches"):
+            query = sql.SQL("select * from raw.{} order by 1, 2").format(sql.Identifier(table))
+            snapshot[table] = conn.execute(query).fetchall()
+    return snapshot
+
+
+def counts(url: str) -> dict[str, int]:
+    result = {}
+    with psycopg.connect(url) as conn:
+        for table in RAW_TABLES:
+            query = sql.SQL("select count(*) from raw.{}").format(sql.Identifier(table))
+            result[table] = conn.execute(query).fetchone()[0]
+    return result
