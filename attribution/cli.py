@@ -29,7 +29,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     )
     for line in summary.lines():
         print(line)
-    print(f"generated {len(summary.files)} files in {args.out} in {time.perf_counter() - clock:.1f} s")
+    print(
+        f"generated {len(summary.files)} files in {args.out} in {time.perf_counter() - clock:.1f} s"
+    )
     return 0
 
 
@@ -80,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="write a synthetic CRM export (SPEC §2 format)")
-    gen.add_argument("--preset", default="mvp", choices=["mvp", "early", "growth", "scale", "hyper"])
+    gen.add_argument(
+        "--preset", default="mvp", choices=["mvp", "early", "growth", "scale", "hyper"]
+    )
     gen.add_argument("--months", type=int, default=1)
     gen.add_argument("--days", type=int, default=None, help="overrides --months")
     gen.add_argument("--seed", type=int, default=0)

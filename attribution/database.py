@@ -282,7 +282,9 @@ class EmbeddedPostgres:
         with self._lock():
             if not self.is_running():
                 return False
-            result = self._run([_bin("pg_ctl"), "-D", str(self.cluster), "-m", "fast", "-w", "stop"])
+            result = self._run(
+                [_bin("pg_ctl"), "-D", str(self.cluster), "-m", "fast", "-w", "stop"]
+            )
             if result.returncode != 0:
                 raise DatabaseError(f"pg_ctl stop failed: {result.stderr.strip()}")
             return True

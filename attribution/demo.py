@@ -20,7 +20,14 @@ def raw_summary(url: str) -> list[str]:
     """Row counts of the raw layer and the most common quarantine reasons."""
     lines = []
     with connect(url) as conn:
-        for table in ("organizations", "partners", "deals", "touchpoints", "fx_rates", "quarantine"):
+        for table in (
+            "organizations",
+            "partners",
+            "deals",
+            "touchpoints",
+            "fx_rates",
+            "quarantine",
+        ):
             query = sql.SQL("select count(*) from raw.{}").format(sql.Identifier(table))
             (count,) = conn.execute(query).fetchone()
             lines.append(f"  raw.{table:<14} {count:>9,} rows")
@@ -42,7 +49,12 @@ def run_demo(workdir: Path) -> int:
     print(f"database: {redact_url(url)}")
     landing = workdir / "landing"
     summary = generate(
-        landing, preset="mvp", orgs=DEMO_ORGS, days=DEMO_DAYS, seed=42, bad_row_rate=DEMO_BAD_ROW_RATE
+        landing,
+        preset="mvp",
+        orgs=DEMO_ORGS,
+        days=DEMO_DAYS,
+        seed=42,
+        bad_row_rate=DEMO_BAD_ROW_RATE,
     )
     print(f"generated {len(summary.files)} files in {landing}")
     report = ingest_directory(url, landing)
@@ -52,5 +64,5 @@ def run_demo(workdir: Path) -> int:
     for line in raw_summary(url):
         print(line)
     print(f"demo finished in {time.perf_counter() - clock:.1f} s")
-    print("explore it: psql \"$(.venv/bin/attribution db url)\"  (stop the server: make db-stop)")
+    print('explore it: psql "$(.venv/bin/attribution db url)"  (stop the server: make db-stop)')
     return 0 if report.ok else 1

@@ -40,10 +40,14 @@ def classify(path: Path) -> LandingFile:
     entity = next((e for e in ENTITIES if lower.startswith(e.name)), None)
     if entity is None:
         prefixes = ", ".join(f"{e.name}*" for e in ENTITIES)
-        return LandingFile(path, None, f"file name does not start with an entity prefix ({prefixes})")
+        return LandingFile(
+            path, None, f"file name does not start with an entity prefix ({prefixes})"
+        )
     if not lower.endswith(FILE_EXTENSIONS):
         return LandingFile(
-            path, entity, f"unsupported file type {path.suffix or '(none)'}; expected .csv or .jsonl"
+            path,
+            entity,
+            f"unsupported file type {path.suffix or '(none)'}; expected .csv or .jsonl",
         )
     return LandingFile(path, entity)
 

@@ -17,16 +17,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
 from ingestion.contracts import Entity
 from ingestion.discovery import LandingFile
-from ingestion.readers import FileRefused, HashingReader, file_sha256, make_reader, open_text
-from ingestion.validation import LANDING_TABLE, LINE_NO, PARSE_ERROR, RAW_TEXT, landing_ddl
-from ingestion.validation import route_batch_sql
+from ingestion.readers import (
+    FileRefused,
+    HashingReader,
+    describe_decode_error,
+    file_sha256,
+    make_reader,
+    open_text,
+)
+from ingestion.validation import (
+    LANDING_TABLE,
+    LINE_NO,
+    PARSE_ERROR,
+    RAW_TEXT,
+    landing_ddl,
+    route_batch_sql,
+)
 
 _ENTITY_LOCK = "select pg_advisory_xact_lock(hashtext('attribution.ingest.' || %s))"
 
@@ -60,7 +72,11 @@ def _already_loaded(conn: psycopg.Connection, file_name: str, content_hash: str)
 
 
 def _record_refusal(
-    conn: psycopg.Connection, landing: LandingFile, content_hash: str, started: datetime, message: str
+    conn: psycopg.Connection,
+    landing: LandingFile,
+    content_hash: str,
+    started: datetime,
+    message: str,
 ) -> int | None:
     with conn.transaction():
         row = conn.execute(
@@ -159,7 +175,10 @@ def load_file(
             conn.execute(landing_ddl(entity))
             with open(landing.path, "rb") as raw:
                 hashing = HashingReader(raw)
-                rows_read, ignored = _copy_rows(conn, entity, landing, hashing)
+                try:
+                    rows_read, ignored = _copy_rows(conn, entity, landing, hashing)
+                except UnicodeDecodeError:
+                    raise FileRefused(describe_decode_error(landing.path)) from None
             if hashing.digest.hexdigest() != content_hash:
                 raise FileChangedDuringLoad(
                     f"{landing.name} changed while it was being loaded; it will load on the next run"

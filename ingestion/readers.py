@@ -118,8 +118,6 @@ class CsvReader:
             header = next(self._reader)
         except StopIteration:
             raise FileRefused(f"{file_name}: file is empty (no header row)") from None
-        except UnicodeDecodeError as exc:
-            raise FileRefused(_decode_message(file_name, 1, exc)) from None
         if self._lines.nul_lines:
             raise FileRefused(f"{file_name}: header row contains NUL bytes")
         self.header = _normalize_header(header)
@@ -160,10 +158,10 @@ class CsvReader:
                     yield (start, None, None, getter(row))
                 else:
                     yield (start, None, None, *getter(row))
-        except UnicodeDecodeError as exc:
-            raise FileRefused(_decode_message(self.file_name, lines.line + 1, exc)) from None
         except csv.Error as exc:  # only for damage the lenient parser cannot step over
-            raise FileRefused(f"{self.file_name}: line {lines.line}: not valid CSV: {exc}") from None
+            raise FileRefused(
+                f"{self.file_name}: line {lines.line}: not valid CSV: {exc}"
+            ) from None
 
 
 class JsonlReader:
@@ -186,7 +184,12 @@ class JsonlReader:
         try:
             obj = json.loads(line, parse_float=str, parse_int=str, parse_constant=str)
         except ValueError as exc:
-            return (line_no, f"line is not valid JSON: {exc}", line.replace("\x00", "\\x00"), *blank)
+            return (
+                line_no,
+                f"line is not valid JSON: {exc}",
+                line.replace("\x00", "\\x00"),
+                *blank,
+            )
         if not isinstance(obj, dict):
             return (line_no, f"expected a JSON object, got {type(obj).__name__}", line, *blank)
         extra = obj.keys() - set(fields)
@@ -210,23 +213,32 @@ class JsonlReader:
         return (line_no, None, None, *values)
 
     def __iter__(self) -> Iterator[LandingRow]:
-        line_no = 0
-        try:
-            for line in self._text:
-                line_no += 1
-                stripped = line.strip()
-                if stripped:
-                    yield self._row(line_no, stripped)
-        except UnicodeDecodeError as exc:
-            raise FileRefused(_decode_message(self.file_name, line_no + 1, exc)) from None
+        for line_no, line in enumerate(self._text, 1):
+            stripped = line.strip()
+            if stripped:
+                yield self._row(line_no, stripped)
 
 
-def _decode_message(file_name: str, line: int, exc: UnicodeDecodeError) -> str:
-    bad = exc.object[exc.start : exc.start + 4]
-    return (
-        f"{file_name}: cannot be decoded as UTF-8 near line {line}"
-        f" (bytes {bad!r}: {exc.reason}); re-export the file as UTF-8"
-    )
+def describe_decode_error(path: Path) -> str:
+    """Why a file is not UTF-8, naming the first bad line and bytes.
+
+    Text is decoded in chunks, so the error itself does not know its line; this
+    rescans the file (only on that error path) line by line in binary.
+    """
+    offset = 0
+    with open(path, "rb") as handle:
+        for line_no, line in enumerate(handle, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                bad = line[exc.start : exc.start + 4]
+                return (
+                    f"{path.name}: cannot be decoded as UTF-8 at line {line_no}"
+                    f" (byte offset {offset + exc.start}, bytes {bad!r}: {exc.reason});"
+                    " re-export the file as UTF-8"
+                )
+            offset += len(line)
+    return f"{path.name}: cannot be decoded as UTF-8; re-export the file as UTF-8"
 
 
 def make_reader(entity: Entity, text: io.TextIOWrapper, file_name: str) -> CsvReader | JsonlReader:

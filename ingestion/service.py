@@ -35,7 +35,11 @@ class IngestReport:
         width = max((len(f.file_name) for f in self.files), default=10)
         for f in self.files:
             if f.status == "loaded":
-                extra = f"  (ignored columns: {', '.join(f.ignored_columns)})" if f.ignored_columns else ""
+                extra = (
+                    f"  (ignored columns: {', '.join(f.ignored_columns)})"
+                    if f.ignored_columns
+                    else ""
+                )
                 out.append(
                     f"  {f.file_name:<{width}}  batch {f.batch_id:>5}  read {f.rows_read:>9,}"
                     f"  loaded {f.rows_loaded:>9,}  quarantined {f.rows_quarantined:>7,}{extra}"

@@ -134,7 +134,9 @@ def problems(field: Field) -> list[sql.Composable]:
     match field.kind:
         case Kind.ENUM:
             found.append(
-                sql.SQL("case when {v} is not null and {v} not in ({choices}) then {msg} end").format(
+                sql.SQL(
+                    "case when {v} is not null and {v} not in ({choices}) then {msg} end"
+                ).format(
                     v=v,
                     choices=sql.SQL(", ").join(map(sql.Literal, field.choices)),
                     msg=_message(

@@ -104,7 +104,15 @@ def test_normalization_and_defaults(db_url: str, landing: Path) -> None:
     )  # fmt: skip
     write_csv(
         landing / "partners_norm.csv",
-        [{"partner_id": "p1", "org_id": "o1", "name": "P", "status": "", "updated_at": "2026-01-01"}],
+        [
+            {
+                "partner_id": "p1",
+                "org_id": "o1",
+                "name": "P",
+                "status": "",
+                "updated_at": "2026-01-01",
+            }
+        ],
     )
     write_csv(
         landing / "touchpoints_norm.csv",
