@@ -303,7 +303,9 @@ class EmbeddedPostgres:
                     return
             except psycopg.OperationalError as exc:
                 if time.monotonic() > deadline:
-                    raise DatabaseError(f"embedded PostgreSQL is not accepting connections: {exc}")
+                    raise DatabaseError(
+                        f"embedded PostgreSQL is not accepting connections: {exc}"
+                    ) from None
                 time.sleep(0.2)
 
     def _ensure_database(self, name: str) -> None:
