@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	$(BIN)/attribution demo
 
+# Until the Dagster UI lands, `dev` starts the database and prints how to connect.
 dev: install
-	@echo "Dagster UI arrives with the orchestration issue; for now: make demo" && exit 1
+	$(BIN)/attribution db start
 
 test: install
 	$(BIN)/pytest -m "not slow"

@@ -46,6 +46,9 @@ class Entity:
     def field_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 
+    def field(self, name: str) -> Field:
+        return next(f for f in self.fields if f.name == name)
+
     @property
     def required_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields if f.required)

@@ -37,7 +37,9 @@ from ingestion.validation import (
     PARSE_ERROR,
     RAW_TEXT,
     landing_ddl,
-    route_batch_sql,
+    load_valid_sql,
+    mark_rejects_sql,
+    quarantine_sql,
 )
 
 _ENTITY_LOCK = "select pg_advisory_xact_lock(hashtext('attribution.ingest.' || %s))"
@@ -183,10 +185,12 @@ def load_file(
                 raise FileChangedDuringLoad(
                     f"{landing.name} changed while it was being loaded; it will load on the next run"
                 )
-            loaded, quarantined = conn.execute(
-                route_batch_sql(entity),
+            conn.execute(mark_rejects_sql(entity))
+            quarantined = conn.execute(
+                quarantine_sql(entity),
                 {"batch_id": batch_id, "entity": entity.name, "source_file": landing.name},
-            ).fetchone()
+            ).rowcount
+            loaded = conn.execute(load_valid_sql(entity), {"batch_id": batch_id}).rowcount
             if loaded + quarantined != rows_read:
                 raise RuntimeError(
                     f"{landing.name}: read {rows_read} rows but routed {loaded} + {quarantined}"
