@@ -5,10 +5,12 @@ set-based validation that routes every row to `raw.<entity>` or `raw.quarantine`
 and the final counts all commit together — or not at all. A process killed at any
 point leaves no partial batch; the next run finds the file unloaded and loads it.
 
-Concurrency: loads of one entity are serialized by a transaction-level advisory
-lock (so batch ids follow commit order, which "ties go to the version loaded last"
-relies on), and the unique (file_name, content_hash) index makes a second loader
-of the same file wait, then see it as already loaded.
+Concurrency: every load takes one transaction-level advisory lock, so batches
+commit one at a time and batch ids follow commit order. Two things rely on that:
+"ties go to the version loaded last" (SPEC §2) and the incremental dbt models,
+which read "batches after N" and take the same lock in shared mode while they
+note how far they got. The unique (file_name, content_hash) index makes a second
+loader of the same file wait, then see it as already loaded.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ from ingestion.validation import (
     quarantine_sql,
 )
 
-_ENTITY_LOCK = "select pg_advisory_xact_lock(hashtext('attribution.ingest.' || %s))"
+# The dbt models take this lock in shared mode (macro lock_ingestion): same key.
+INGEST_LOCK = "select pg_advisory_xact_lock(hashtext('attribution.ingest'))"
 
 
 @dataclass
@@ -81,6 +84,7 @@ def _record_refusal(
     message: str,
 ) -> int | None:
     with conn.transaction():
+        conn.execute(INGEST_LOCK)
         row = conn.execute(
             """
             insert into raw.ingest_batches
@@ -150,7 +154,7 @@ def load_file(
     try:
         with conn.transaction():
             conn.execute("set local timezone = 'UTC'")
-            conn.execute(_ENTITY_LOCK, [entity.name])
+            conn.execute(INGEST_LOCK)
             previous = _already_loaded(conn, landing.name, content_hash)
             if previous:  # another loader committed it while we waited for the lock
                 result.status, result.batch_id = "skipped", previous[0]
