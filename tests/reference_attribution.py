@@ -1,0 +1,392 @@
+"""Pure-Python reference implementation of partner revenue attribution.
+
+This is the oracle the SQL (dbt) models are tested against. It favours clarity
+over speed: datasets are small (a few thousand rows at most), every rule is a
+few plain lines, and nothing here needs a database (except `from_database`,
+which only reads the raw tables into a `RawData`).
+
+The rules, numbered as in the specification:
+
+1. Current state. A record's current version is the one with the greatest
+   `updated_at`; ties go to the version loaded last (greatest
+   `(batch_id, line_no)`). Keys: organizations `org_id`, partners `partner_id`,
+   deals `deal_id`. Touchpoints are events: for a repeated `touchpoint_id` the
+   row loaded last wins, whatever its `occurred_at`. fx_rates: key
+   `(currency, rate_date)`, the row loaded last wins.
+2. Eligible touchpoints of a closed deal (status won/lost with a `closed_at`):
+   current touchpoints with the deal's `deal_id` and `org_id`, whose partner is
+   a current partner of the deal's org, with
+   `closed_at - lookback <= occurred_at <= closed_at`; ordered by
+   `(occurred_at, touchpoint_id)`. Only won deals are attributed.
+3. Credit models (see `model_credits`); a partner's credit on a deal is the sum
+   over its eligible touchpoints, and only partners with credit > 0 get a row.
+4. Currency: `amount * usd_per_unit` of the latest rate dated on or before the
+   reference date (UTC date of `closed_at`, or of `created_at` for open deals);
+   USD is always 1; no rate means `amount_usd` is None and no attribution rows.
+5. Attribution rows, keyed `(deal_id, partner_id, attribution_model)`.
+6. Sourcing partner: partner of the earliest referral / deal registration of
+   the deal (same org, partner of the org) that happened no later than 24 hours
+   after the deal was created.
+7. Per-deal facts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import psycopg
+
+MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based")
+
+DEFAULT_LOOKBACK_DAYS = 365
+DEFAULT_HALF_LIFE_DAYS = 7.0
+
+# Touchpoint types that can make a partner the source of a deal (rule 6).
+SOURCING_TYPES = frozenset({"referral", "deal_registration"})
+# A sourcing touchpoint may come at most this long after the deal was created.
+SOURCING_WINDOW = timedelta(hours=24)
+
+SECONDS_PER_DAY = 86400
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RawData:
+    """Rows of the five raw tables, each a dict with `batch_id` and `line_no`."""
+
+    organizations: list[Row]
+    partners: list[Row]
+    deals: list[Row]
+    touchpoints: list[Row]
+    fx_rates: list[Row]
+
+
+# --------------------------------------------------------------------------
+# Rule 1: current versions
+# --------------------------------------------------------------------------
+
+
+def load_order(row: Row) -> tuple[int, int]:
+    """Position of a row in the load: a greater value was loaded later."""
+    return (row["batch_id"], row["line_no"])
+
+
+def version_order(row: Row) -> tuple[datetime, int, int]:
+    """Greatest `updated_at` wins; ties go to the row loaded last."""
+    return (row["updated_at"], row["batch_id"], row["line_no"])
+
+
+def _keep_greatest(
+    rows: Iterable[Row],
+    key: Callable[[Row], Hashable],
+    order: Callable[[Row], Any],
+) -> list[Row]:
+    """One row per key: the row with the greatest `order`, sorted by key."""
+    best: dict[Hashable, Row] = {}
+    for row in rows:
+        k = key(row)
+        if k not in best or order(row) > order(best[k]):
+            best[k] = row
+    return [best[k] for k in sorted(best)]
+
+
+def current_versions(data: RawData) -> RawData:
+    """Apply rule 1: exactly one row per key (the current version)."""
+    return RawData(
+        organizations=_keep_greatest(data.organizations, lambda r: r["org_id"], version_order),
+        partners=_keep_greatest(data.partners, lambda r: r["partner_id"], version_order),
+        deals=_keep_greatest(data.deals, lambda r: r["deal_id"], version_order),
+        touchpoints=_keep_greatest(data.touchpoints, lambda r: r["touchpoint_id"], load_order),
+        fx_rates=_keep_greatest(
+            data.fx_rates, lambda r: (r["currency"], r["rate_date"]), load_order
+        ),
+    )
+
+
+# --------------------------------------------------------------------------
+# Rule 3: credit models
+# --------------------------------------------------------------------------
+
+
+def model_credits(
+    model: str, ages_days: list[float], half_life_days: float = DEFAULT_HALF_LIFE_DAYS
+) -> list[float]:
+    """Credit of each eligible touchpoint, in order (oldest first).
+
+    `ages_days[i]` is the age of the i-th touchpoint at close, in fractional
+    days; only `time_decay` uses the ages, the other models only their count.
+    The credits of a non-empty list sum to 1.
+    """
+    if model not in MODELS:
+        raise ValueError(f"unknown attribution model {model!r}; expected one of {MODELS}")
+    n = len(ages_days)
+    if n == 0:
+        return []
+    if model == "first_touch":
+        return [1.0] + [0.0] * (n - 1)
+    if model == "last_touch":
+        return [0.0] * (n - 1) + [1.0]
+    if model == "linear":
+        return [1.0 / n] * n
+    if model == "position_based":
+        if n == 1:
+            return [1.0]
+        if n == 2:
+            return [0.5, 0.5]
+        middle = 0.2 / (n - 2)
+        return [0.4] + [middle] * (n - 2) + [0.4]
+    # time_decay: w_i = 0.5 ** (age_i / H), c_i = w_i / sum(w).
+    if not half_life_days > 0:
+        raise ValueError(f"half_life_days must be > 0, got {half_life_days!r}")
+    # Measuring ages from the youngest touchpoint multiplies every weight by the
+    # same factor, which the normalisation cancels; it only keeps the largest
+    # weight at 1 so that very old touchpoints cannot underflow the sum to 0.
+    youngest = min(ages_days)
+    weights = [0.5 ** ((age - youngest) / half_life_days) for age in ages_days]
+    total = math.fsum(weights)
+    return [w / total for w in weights]
+
+
+def age_in_days(occurred_at: datetime, closed_at: datetime) -> float:
+    """`closed_at - occurred_at` in fractional days (seconds / 86400)."""
+    return (closed_at - occurred_at).total_seconds() / SECONDS_PER_DAY
+
+
+# --------------------------------------------------------------------------
+# The current state, indexed for the rules below
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _State:
+    deals: list[Row]
+    partners_by_id: dict[str, Row]
+    touchpoints_by_deal: dict[str, list[Row]]
+    fx_by_currency: dict[str, list[Row]]
+
+    @classmethod
+    def of(cls, data: RawData) -> _State:
+        current = current_versions(data)
+        touchpoints_by_deal: dict[str, list[Row]] = defaultdict(list)
+        for tp in current.touchpoints:
+            touchpoints_by_deal[tp["deal_id"]].append(tp)
+        fx_by_currency: dict[str, list[Row]] = defaultdict(list)
+        for rate in current.fx_rates:
+            fx_by_currency[rate["currency"]].append(rate)
+        return cls(
+            deals=current.deals,
+            partners_by_id={p["partner_id"]: p for p in current.partners},
+            touchpoints_by_deal=dict(touchpoints_by_deal),
+            fx_by_currency=dict(fx_by_currency),
+        )
+
+    def is_partner_of_org(self, partner_id: str, org_id: str) -> bool:
+        """A known (current) partner whose org is `org_id`; status is not considered."""
+        partner = self.partners_by_id.get(partner_id)
+        return partner is not None and partner["org_id"] == org_id
+
+    def touchpoints_of(self, deal: Row) -> list[Row]:
+        """Current touchpoints of the deal, in its org, by a partner of its org."""
+        return [
+            tp
+            for tp in self.touchpoints_by_deal.get(deal["deal_id"], [])
+            if tp["org_id"] == deal["org_id"]
+            and self.is_partner_of_org(tp["partner_id"], deal["org_id"])
+        ]
+
+
+def _touch_order(tp: Row) -> tuple[datetime, str]:
+    return (tp["occurred_at"], tp["touchpoint_id"])
+
+
+# --------------------------------------------------------------------------
+# Rule 2: eligible touchpoints
+# --------------------------------------------------------------------------
+
+
+def is_closed(deal: Row) -> bool:
+    """Won or lost, with a close time (the deals that have eligible touchpoints)."""
+    return deal["status"] in ("won", "lost") and deal["closed_at"] is not None
+
+
+def _eligible_touchpoints(state: _State, deal: Row, lookback_days: int) -> list[Row]:
+    if not is_closed(deal):
+        return []
+    closed_at = deal["closed_at"]
+    window_start = closed_at - timedelta(days=lookback_days)
+    eligible = [
+        tp for tp in state.touchpoints_of(deal) if window_start <= tp["occurred_at"] <= closed_at
+    ]
+    return sorted(eligible, key=_touch_order)
+
+
+# --------------------------------------------------------------------------
+# Rule 4: currency
+# --------------------------------------------------------------------------
+
+
+def reference_date(deal: Row) -> date:
+    """UTC date of `closed_at` for closed deals, of `created_at` otherwise."""
+    moment = deal["closed_at"] if is_closed(deal) else deal["created_at"]
+    return moment.astimezone(UTC).date()
+
+
+def _amount_usd(state: _State, deal: Row) -> Decimal | None:
+    if deal["currency"] == "USD":
+        return deal["amount"]
+    on_date = reference_date(deal)
+    candidates = [
+        r for r in state.fx_by_currency.get(deal["currency"], []) if r["rate_date"] <= on_date
+    ]
+    if not candidates:
+        return None
+    latest = max(candidates, key=lambda r: r["rate_date"])
+    return deal["amount"] * latest["usd_per_unit"]
+
+
+# --------------------------------------------------------------------------
+# Rule 6: sourcing
+# --------------------------------------------------------------------------
+
+
+def _sourcing_touchpoint(state: _State, deal: Row) -> Row | None:
+    deadline = deal["created_at"] + SOURCING_WINDOW
+    candidates = [
+        tp
+        for tp in state.touchpoints_of(deal)
+        if tp["touchpoint_type"] in SOURCING_TYPES and tp["occurred_at"] <= deadline
+    ]
+    return min(candidates, key=_touch_order, default=None)
+
+
+# --------------------------------------------------------------------------
+# Rules 3 and 5: attribution rows
+# --------------------------------------------------------------------------
+
+
+def expected_attribution(
+    data: RawData,
+    lookback_days: int = DEFAULT_LOOKBACK_DAYS,
+    half_life_days: float = DEFAULT_HALF_LIFE_DAYS,
+) -> dict[tuple[str, str, str], dict]:
+    """Attribution rows keyed by `(deal_id, partner_id, attribution_model)`.
+
+    Each value: org_id, credit (float), attributed_amount_usd (float, credit ×
+    amount_usd), deal_amount_usd (Decimal), closed_at, touchpoint_count.
+    """
+    state = _State.of(data)
+    rows: dict[tuple[str, str, str], dict] = {}
+    for deal in state.deals:
+        if deal["status"] != "won":
+            continue
+        amount_usd = _amount_usd(state, deal)
+        if amount_usd is None:
+            continue
+        eligible = _eligible_touchpoints(state, deal, lookback_days)
+        if not eligible:
+            continue
+        closed_at = deal["closed_at"]
+        ages = [age_in_days(tp["occurred_at"], closed_at) for tp in eligible]
+        touchpoint_count: dict[str, int] = defaultdict(int)
+        for tp in eligible:
+            touchpoint_count[tp["partner_id"]] += 1
+        for model in MODELS:
+            credits_by_partner: dict[str, list[float]] = defaultdict(list)
+            for tp, c in zip(eligible, model_credits(model, ages, half_life_days), strict=True):
+                credits_by_partner[tp["partner_id"]].append(c)
+            for partner_id, credits in credits_by_partner.items():
+                credit = math.fsum(credits)
+                if credit > 0:
+                    rows[(deal["deal_id"], partner_id, model)] = {
+                        "org_id": deal["org_id"],
+                        "credit": credit,
+                        "attributed_amount_usd": credit * float(amount_usd),
+                        "deal_amount_usd": amount_usd,
+                        "closed_at": closed_at,
+                        "touchpoint_count": touchpoint_count[partner_id],
+                    }
+    return rows
+
+
+# --------------------------------------------------------------------------
+# Rule 7: per-deal facts
+# --------------------------------------------------------------------------
+
+
+def expected_deals(data: RawData, lookback_days: int = DEFAULT_LOOKBACK_DAYS) -> dict[str, dict]:
+    """One row of facts per current deal (any status), keyed by deal_id."""
+    state = _State.of(data)
+    facts: dict[str, dict] = {}
+    for deal in state.deals:
+        eligible = _eligible_touchpoints(state, deal, lookback_days)
+        source = _sourcing_touchpoint(state, deal)
+        facts[deal["deal_id"]] = {
+            "deal_id": deal["deal_id"],
+            "org_id": deal["org_id"],
+            "deal_name": deal["name"],
+            "status": deal["status"],
+            "amount": deal["amount"],
+            "currency": deal["currency"],
+            "amount_usd": _amount_usd(state, deal),
+            "created_at": deal["created_at"],
+            "closed_at": deal["closed_at"],
+            "is_won": deal["status"] == "won",
+            "eligible_touchpoint_count": len(eligible),
+            "touching_partner_count": len({tp["partner_id"] for tp in eligible}),
+            "sourced_partner_id": source["partner_id"] if source else None,
+            "is_partner_sourced": source is not None,
+            "is_partner_influenced": source is None and len(eligible) >= 1,
+        }
+    return facts
+
+
+# --------------------------------------------------------------------------
+# Reading the raw tables
+# --------------------------------------------------------------------------
+
+_RAW_QUERIES = {
+    "organizations": (
+        "select batch_id, line_no, org_id, name, plan, created_at, updated_at"
+        " from raw.organizations order by batch_id, line_no"
+    ),
+    "partners": (
+        "select batch_id, line_no, partner_id, org_id, name, partner_type, status,"
+        " created_at, updated_at from raw.partners order by batch_id, line_no"
+    ),
+    "deals": (
+        "select batch_id, line_no, deal_id, org_id, name, amount, currency, status,"
+        " created_at, closed_at, updated_at from raw.deals order by batch_id, line_no"
+    ),
+    "touchpoints": (
+        "select batch_id, line_no, touchpoint_id, org_id, deal_id, partner_id,"
+        " touchpoint_type, occurred_at from raw.touchpoints order by batch_id, line_no"
+    ),
+    "fx_rates": (
+        "select batch_id, line_no, currency, rate_date, usd_per_unit"
+        " from raw.fx_rates order by batch_id, line_no"
+    ),
+}
+
+
+def _in_utc(value: Any) -> Any:
+    return value.astimezone(UTC) if isinstance(value, datetime) else value
+
+
+def from_database(conn: psycopg.Connection) -> RawData:
+    """Every row of the five raw tables (timestamps converted to UTC)."""
+    from psycopg.rows import dict_row
+
+    tables: dict[str, list[Row]] = {}
+    for table, query in _RAW_QUERIES.items():
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(query)
+            tables[table] = [{k: _in_utc(v) for k, v in row.items()} for row in cur.fetchall()]
+    return RawData(**tables)
