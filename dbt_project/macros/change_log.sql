@@ -1,0 +1,34 @@
+{#- The models that read int_attribution__changed_deals, each with its own watermark. -#}
+{% macro change_log_consumers() %}
+    {{ return([
+        "int_attribution__eligible_touchpoints",
+        "fct_deals",
+        "fct_partner_attribution",
+        "partner_performance",
+        "org_daily_metrics",
+    ]) }}
+{% endmacro %}
+
+{#- Lowest watermark among the consumers that have one (null when none has). -#}
+{% macro consumers_low_water() -%}
+    (select min(batch_id) from intermediate.dbt_watermarks
+     where model in ('{{ change_log_consumers() | join("', '") }}'))
+{%- endmacro %}
+
+{#- For a consumer's incremental run: the changed deals it has not processed yet. -#}
+{% macro changed_deal_ids() -%}
+    (select changes.deal_id from {{ ref('int_attribution__changed_deals') }} as changes
+     where changes.detected_batch_id > {{ watermark() }})
+{%- endmacro %}
+
+{#- What a consumer has processed after this run: everything in the log. -#}
+{% macro change_log_high_water() -%}
+    {{ watermark('int_attribution__changed_deals') }}
+{%- endmacro %}
+
+{#- Batch up to which all four state tables have absorbed raw data. -#}
+{% macro absorbed_high_water() -%}
+    (select coalesce(min(batch_id), 0) from intermediate.dbt_watermarks
+     where model in ('int_deals__current', 'int_touchpoints__current',
+                     'int_partners__current', 'int_fx_rates__current'))
+{%- endmacro %}

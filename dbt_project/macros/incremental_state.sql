@@ -1,0 +1,73 @@
+{#-
+  Incremental bookkeeping (docs/attribution.md, "How incremental runs stay right").
+
+  Every raw row carries the id of the batch that loaded it; batch ids follow
+  commit order because ingestion loads one batch at a time under an advisory lock.
+  An incremental model remembers the highest batch it has absorbed (its
+  watermark, in intermediate.dbt_watermarks) and next time reads only rows of
+  later batches. The watermark is saved in the same transaction as the model's
+  rows, so a failed run leaves it where it was and the next run catches up.
+-#}
+
+{% macro create_watermark_table() %}
+    create schema if not exists intermediate;
+    create table if not exists intermediate.dbt_watermarks (
+        model text primary key,
+        batch_id bigint not null,
+        saved_at timestamptz not null default now()
+    );
+{% endmacro %}
+
+{#- Holds new batches back while this model's transaction runs, so the batch
+    high-water mark saved by the post-hook is exactly what the model saw. -#}
+{% macro lock_ingestion() %}
+    select pg_advisory_xact_lock_shared(hashtext('attribution.ingest'))
+{% endmacro %}
+
+{% macro watermark(model_name=none) -%}
+    (select coalesce(max(batch_id), 0) from intermediate.dbt_watermarks
+     where model = '{{ model_name or this.identifier }}')
+{%- endmacro %}
+
+{% macro loaded_high_water() -%}
+    (select coalesce(max(batch_id), 0) from {{ ref('stg_crm__ingest_batches') }}
+     where outcome = 'loaded')
+{%- endmacro %}
+
+{% macro save_watermark(value_sql) %}
+    insert into intermediate.dbt_watermarks (model, batch_id)
+    values ('{{ this.identifier }}', {{ value_sql }})
+    on conflict (model) do update set batch_id = excluded.batch_id, saved_at = now()
+{% endmacro %}
+
+{#- The rows of batches this model has not absorbed yet (all rows on a full build). -#}
+{% macro since_watermark(batch_column='batch_id') -%}
+    {% if is_incremental() -%}
+        {{ batch_column }} > {{ watermark() }}
+    {%- else -%}
+        true
+    {%- endif %}
+{%- endmacro %}
+
+{#-
+  Custom incremental strategy "replace_keys": delete every target row whose key
+  appears in the new rows, then insert the new rows except "tombstones" (rows
+  whose `tombstone_column` is null). A tombstone says "this key changed and now
+  has no rows" — e.g. a won deal that became lost — which delete+insert alone
+  cannot express.
+-#}
+{% macro get_incremental_replace_keys_sql(arg_dict) %}
+    {%- set target = arg_dict["target_relation"] -%}
+    {%- set source = arg_dict["temp_relation"] -%}
+    {%- set keys = arg_dict["unique_key"] -%}
+    {%- set keys = [keys] if keys is string else keys -%}
+    {%- set tombstone = config.get("tombstone_column") -%}
+    {%- set columns = get_quoted_csv(arg_dict["dest_columns"] | map(attribute="name")) -%}
+    delete from {{ target }} as t
+    using (select distinct {{ keys | join(", ") }} from {{ source }}) as s
+    where {% for key in keys %}t.{{ key }} = s.{{ key }}{% if not loop.last %} and {% endif %}{% endfor %};
+
+    insert into {{ target }} ({{ columns }})
+    select {{ columns }} from {{ source }}
+    {% if tombstone %}where {{ tombstone }} is not null{% endif %};
+{% endmacro %}

@@ -1,0 +1,102 @@
+{{
+    config(
+        materialized="incremental",
+        incremental_strategy="replace_keys",
+        unique_key="deal_id",
+        tombstone_column="touchpoint_id",
+        on_schema_change="fail",
+        indexes=[{"columns": ["deal_id"]}, {"columns": ["partner_id"]}],
+        post_hook="{{ save_watermark(change_log_high_water()) }}",
+    )
+}}
+-- depends_on: {{ ref('int_attribution__changed_deals') }}
+
+-- The touchpoints that may earn credit on a closed deal (SPEC §4.1), ranked:
+-- same deal and organization as the deal, a partner of that organization, and
+-- occurred within [closed_at - lookback, closed_at]. Incremental runs rebuild
+-- only the deals in the change log; a deal that no longer has eligible
+-- touchpoints leaves a tombstone (touchpoint_id null) that removes its old rows.
+
+with deals as (
+    select
+        deal_id,
+        org_id,
+        closed_at
+    from {{ ref('int_deals__current') }}
+    where
+        status in ('won', 'lost')
+        and closed_at is not null
+        {% if is_incremental() %}and deal_id in {{ changed_deal_ids() }}{% endif %}
+),
+
+eligible as (
+    select
+        deals.deal_id,
+        deals.org_id,
+        deals.closed_at,
+        touchpoints.touchpoint_id,
+        touchpoints.partner_id,
+        touchpoints.touchpoint_type,
+        touchpoints.occurred_at,
+        extract(epoch from deals.closed_at - touchpoints.occurred_at) / 86400.0 as age_days
+    from deals
+    inner join {{ ref('int_touchpoints__current') }} as touchpoints
+        on deals.deal_id = touchpoints.deal_id and deals.org_id = touchpoints.org_id
+    inner join {{ ref('int_partners__current') }} as partners
+        on touchpoints.partner_id = partners.partner_id and deals.org_id = partners.org_id
+    where
+        touchpoints.occurred_at <= deals.closed_at
+        and touchpoints.occurred_at
+        >= deals.closed_at - make_interval(days => {{ var('attribution_lookback_days') }})
+),
+
+ranked as (
+    select
+        *,
+        row_number() over (
+            partition by deal_id order by occurred_at, touchpoint_id collate "C"
+        ) as position,
+        count(*) over (partition by deal_id) as n,
+        -- Relative to the youngest touchpoint: the same normalized credits as
+        -- 0.5^(age/H), without underflow for old touchpoints or a small H.
+        power(
+            0.5,
+            (age_days - min(age_days) over (partition by deal_id))
+            / {{ var('time_decay_half_life_days') }}
+        ) as decay_weight
+    from eligible
+)
+
+select
+    deal_id,
+    org_id,
+    closed_at,
+    touchpoint_id,
+    partner_id,
+    touchpoint_type,
+    occurred_at,
+    age_days,
+    position,
+    n,
+    decay_weight,
+    sum(decay_weight) over (partition by deal_id) as decay_weight_sum
+from ranked
+
+{% if is_incremental() %}
+    union all
+    -- Tombstones: every changed deal, so its old rows go even when it has none now.
+    select
+        deal_id,
+        null,
+        null,
+        null,
+        null,
+        null,
+        null,
+        null,
+        null,
+        null,
+        null,
+        null
+    from (select distinct deal_id from {{ changed_deal_ids() }} as c) as changed_deals
+{% endif %}

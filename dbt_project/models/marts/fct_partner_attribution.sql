@@ -1,0 +1,94 @@
+{{
+    config(
+        materialized="incremental",
+        incremental_strategy="replace_keys",
+        unique_key="deal_id",
+        tombstone_column="attribution_model",
+        on_schema_change="fail",
+        indexes=[
+            {"columns": ["deal_id", "partner_id", "attribution_model"], "unique": True},
+            {"columns": ["org_id", "attribution_model", "partner_id"]},
+            {"columns": ["partner_id", "attribution_model"]},
+            {"columns": ["org_id", "closed_at"]},
+        ],
+        post_hook="{{ save_watermark(change_log_high_water()) }}",
+    )
+}}
+-- depends_on: {{ ref('int_attribution__changed_deals') }}
+
+-- Credit per (deal, partner, attribution model) for won deals (SPEC §4.2): a
+-- partner's credit is the sum of its eligible touchpoints' credits; rows exist
+-- only where that sum is > 0. A won deal without a USD amount (no FX rate yet)
+-- gets no rows until its rate arrives.
+
+with won_deals as (
+    select
+        deal_id,
+        org_id,
+        amount_usd,
+        closed_at
+    from {{ ref('fct_deals') }}
+    where
+        is_won
+        and amount_usd is not null
+        {% if is_incremental() %}and deal_id in {{ changed_deal_ids() }}{% endif %}
+),
+
+touchpoint_credits as (
+    select
+        eligible.deal_id,
+        eligible.partner_id,
+        models.attribution_model,
+        models.credit
+    from {{ ref('int_attribution__eligible_touchpoints') }} as eligible
+    cross join lateral (
+        values
+        {%- for model_name, credit_sql in attribution_models().items() %}
+            ('{{ model_name }}', ({{ credit_sql }})::numeric){% if not loop.last %},{% endif %}
+        {%- endfor %}
+    ) as models (attribution_model, credit)
+    where
+        eligible.touchpoint_id is not null
+        and eligible.deal_id in (select won_deals.deal_id from won_deals)
+),
+
+partner_credits as (
+    select
+        deal_id,
+        partner_id,
+        attribution_model,
+        sum(credit) as credit,
+        count(*) as touchpoint_count
+    from touchpoint_credits
+    group by deal_id, partner_id, attribution_model
+    having sum(credit) > 0
+)
+
+select
+    won_deals.org_id,
+    partner_credits.deal_id,
+    partner_credits.partner_id,
+    partner_credits.attribution_model,
+    partner_credits.credit,
+    partner_credits.credit * won_deals.amount_usd as attributed_amount_usd,
+    won_deals.amount_usd as deal_amount_usd,
+    won_deals.closed_at,
+    partner_credits.touchpoint_count
+from partner_credits
+inner join won_deals on partner_credits.deal_id = won_deals.deal_id
+
+{% if is_incremental() %}
+    union all
+    -- Tombstones: every changed deal, so a deal that lost its credit loses its rows.
+    select
+        null,
+        changed.deal_id,
+        null,
+        null,
+        null,
+        null,
+        null,
+        null,
+        null
+    from (select distinct deal_id from {{ changed_deal_ids() }} as c) as changed
+{% endif %}

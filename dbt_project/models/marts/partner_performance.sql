@@ -1,0 +1,113 @@
+{{
+    config(
+        materialized="incremental",
+        unique_key="partner_id",
+        incremental_strategy="delete+insert",
+        on_schema_change="fail",
+        indexes=[
+            {"columns": ["partner_id"], "unique": True},
+            {"columns": ["org_id", "attributed_revenue_usd_" ~ var("default_attribution_model")]},
+        ],
+        post_hook="{{ save_watermark(change_log_high_water()) }}",
+    )
+}}
+-- depends_on: {{ ref('int_attribution__changed_deals') }}
+
+-- One row per partner (SPEC §5). Incremental runs rebuild the partners that
+-- touched (or used to touch, or sourced) a changed deal, and partners whose own
+-- record changed. "Touched" = any touchpoint of the partner on a deal of its own
+-- organization, whatever its date; attribution uses only eligible ones.
+
+with partners as (
+    select *
+    from {{ ref('int_partners__current') }}
+    {% if is_incremental() %}
+        where
+            partner_id in (
+                select unnest(deals._partner_ids)
+                from {{ ref('fct_deals') }} as deals
+                where deals.deal_id in {{ changed_deal_ids() }}
+            )
+            or batch_id > {{ watermark() }}
+    {% endif %}
+),
+
+touches as (
+    select
+        touchpoints.partner_id,
+        touchpoints.org_id,
+        touchpoints.deal_id,
+        min(touchpoints.occurred_at) as first_touch_at,
+        max(touchpoints.occurred_at) as last_touch_at
+    from partners
+    inner join {{ ref('int_touchpoints__current') }} as touchpoints
+        on partners.partner_id = touchpoints.partner_id and partners.org_id = touchpoints.org_id
+    group by touchpoints.partner_id, touchpoints.org_id, touchpoints.deal_id
+),
+
+touched_deals as (
+    select
+        touches.partner_id,
+        count(*) as deals_touched,
+        count(*) filter (where deals.status = 'won') as deals_won,
+        count(*) filter (where deals.status = 'lost') as deals_lost,
+        sum(deals.amount_usd) filter (
+            where deals.is_won and deals.sourced_partner_id is distinct from touches.partner_id
+        ) as influenced_revenue_usd,
+        avg(deals.amount_usd) filter (where deals.is_won) as avg_won_deal_size_usd,
+        min(touches.first_touch_at) as first_touch_at,
+        max(touches.last_touch_at) as last_touch_at
+    from touches
+    inner join {{ ref('fct_deals') }} as deals
+        on touches.deal_id = deals.deal_id and touches.org_id = deals.org_id
+    group by touches.partner_id
+),
+
+sourced as (
+    select
+        deals.sourced_partner_id as partner_id,
+        count(*) as sourced_deals_won,
+        sum(deals.amount_usd) as sourced_revenue_usd
+    from {{ ref('fct_deals') }} as deals
+    where deals.is_won and deals.sourced_partner_id in (select partners.partner_id from partners)
+    group by deals.sourced_partner_id
+),
+
+attributed as (
+    select
+        attribution.partner_id,
+        {%- for model_name in attribution_model_names() %}
+            sum(attribution.attributed_amount_usd) filter (
+                where attribution.attribution_model = '{{ model_name }}'
+            ) as attributed_revenue_usd_{{ model_name }}{% if not loop.last %},{% endif %}
+        {%- endfor %}
+    from {{ ref('fct_partner_attribution') }} as attribution
+    where attribution.partner_id in (select partners.partner_id from partners)
+    group by attribution.partner_id
+)
+
+select
+    partners.org_id,
+    partners.partner_id,
+    partners.partner_name,
+    partners.partner_type,
+    partners.partner_status,
+    coalesce(touched_deals.deals_touched, 0) as deals_touched,
+    coalesce(touched_deals.deals_won, 0) as deals_won,
+    coalesce(touched_deals.deals_lost, 0) as deals_lost,
+    touched_deals.deals_won::numeric
+    / nullif(touched_deals.deals_won + touched_deals.deals_lost, 0) as win_rate,
+    coalesce(sourced.sourced_deals_won, 0) as sourced_deals_won,
+    coalesce(sourced.sourced_revenue_usd, 0) as sourced_revenue_usd,
+    coalesce(touched_deals.influenced_revenue_usd, 0) as influenced_revenue_usd,
+    {%- for model_name in attribution_model_names() %}
+        coalesce(attributed.attributed_revenue_usd_{{ model_name }}, 0)
+        as attributed_revenue_usd_{{ model_name }},
+    {%- endfor %}
+    touched_deals.avg_won_deal_size_usd,
+    touched_deals.first_touch_at,
+    touched_deals.last_touch_at
+from partners
+left join touched_deals on partners.partner_id = touched_deals.partner_id
+left join sourced on partners.partner_id = sourced.partner_id
+left join attributed on partners.partner_id = attributed.partner_id

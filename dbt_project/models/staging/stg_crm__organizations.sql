@@ -1,0 +1,11 @@
+-- Current version of each organization: greatest updated_at, ties to the version loaded last.
+select distinct on (org_id)
+    org_id,
+    name as org_name,
+    plan,
+    created_at,
+    updated_at,
+    batch_id,
+    line_no
+from {{ source('crm', 'organizations') }}
+order by org_id, updated_at desc, batch_id desc, line_no desc

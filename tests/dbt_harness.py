@@ -1,0 +1,113 @@
+"""Helpers for dbt tests: build the project, read the marts, compare with the reference."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from attribution.dbt import run_dbt
+from ingestion import ingest_directory
+from tests import reference_attribution as reference
+
+# Columns that legitimately differ between incremental and full builds: the
+# history arrays accumulate every organization/day/partner a deal counted for.
+BOOKKEEPING = {"_partner_ids", "_org_ids", "_metric_dates"}
+MARTS = {
+    "fct_partner_attribution": ("deal_id", "partner_id", "attribution_model"),
+    "fct_deals": ("deal_id",),
+    "partner_performance": ("partner_id",),
+    "org_daily_metrics": ("org_id", "metric_date"),
+    "dim_organizations": ("org_id",),
+}
+
+
+def dbt(url: str, tmp: Path, *args: str) -> str:
+    result = run_dbt(url, list(args), capture=True, target_path=tmp)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def build(url: str, tmp: Path, full_refresh: bool = False) -> None:
+    dbt(url, tmp, "run", *(["--full-refresh"] if full_refresh else []))
+
+
+def mart(url: str, table: str) -> dict[tuple, dict]:
+    keys = MARTS[table]
+    query = sql.SQL("select * from marts.{}").format(sql.Identifier(table))
+    with psycopg.connect(url) as conn:
+        rows = conn.cursor(row_factory=dict_row).execute(query).fetchall()
+    out = {}
+    for row in rows:
+        key = tuple(row[k] for k in keys)
+        assert key not in out, f"duplicate key {key} in marts.{table}"
+        out[key] = {k: v for k, v in row.items() if k not in BOOKKEEPING}
+    return out
+
+
+def assert_marts_equal(left_url: str, right_url: str) -> None:
+    for table in MARTS:
+        left, right = mart(left_url, table), mart(right_url, table)
+        assert left.keys() == right.keys(), (
+            f"marts.{table}: only left {sorted(left.keys() - right.keys())[:5]},"
+            f" only right {sorted(right.keys() - left.keys())[:5]}"
+        )
+        for key in left:
+            assert left[key] == right[key], (table, key, left[key], right[key])
+
+
+def _close(a: object, b: object, tolerance: float) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(float(a), float(b), rel_tol=0, abs_tol=tolerance)  # type: ignore[arg-type]
+
+
+def assert_matches_reference(url: str) -> int:
+    """marts.fct_partner_attribution and marts.fct_deals equal the reference. Returns rows compared."""
+    with psycopg.connect(url) as conn:
+        data = reference.from_database(conn)
+    expected = reference.expected_attribution(data)
+    actual = mart(url, "fct_partner_attribution")
+    assert actual.keys() == expected.keys(), (
+        f"only in marts {sorted(actual.keys() - expected.keys())[:5]},"
+        f" only in reference {sorted(expected.keys() - actual.keys())[:5]}"
+    )
+    for key, want in expected.items():
+        got = actual[key]
+        assert _close(got["credit"], want["credit"], 1e-12), (key, got, want)
+        assert _close(got["attributed_amount_usd"], want["attributed_amount_usd"], 1e-6), key
+        assert Decimal(got["deal_amount_usd"]) == Decimal(want["deal_amount_usd"]), key
+        assert got["touchpoint_count"] == want["touchpoint_count"], key
+        assert got["closed_at"] == want["closed_at"], key
+        assert got["org_id"] == want["org_id"], key
+
+    deals_expected = reference.expected_deals(data)
+    deals_actual = mart(url, "fct_deals")
+    assert deals_actual.keys() == {(k,) for k in deals_expected}
+    fields = (
+        "org_id", "deal_name", "status", "amount", "currency", "amount_usd", "created_at",
+        "closed_at", "is_won", "eligible_touchpoint_count", "touching_partner_count",
+        "sourced_partner_id", "is_partner_sourced", "is_partner_influenced",
+    )  # fmt: skip
+    for deal_id, want in deals_expected.items():
+        got = deals_actual[(deal_id,)]
+        for field in fields:
+            assert got[field] == want[field], (deal_id, field, got[field], want[field])
+    return len(expected)
+
+
+def stage(files: list[Path], landing: Path) -> None:
+    """Drop files into the landing folder, as an export job would."""
+    landing.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        shutil.copy2(path, landing / path.name)
+
+
+def ingest(url: str, landing: Path) -> None:
+    report = ingest_directory(url, landing)
+    assert report.ok, report.lines()
