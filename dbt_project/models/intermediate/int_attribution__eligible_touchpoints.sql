@@ -38,7 +38,7 @@ eligible as (
         touchpoints.partner_id,
         touchpoints.touchpoint_type,
         touchpoints.occurred_at,
-        extract(epoch from deals.closed_at - touchpoints.occurred_at) / 86400.0 as age_days
+        trim_scale(extract(epoch from deals.closed_at - touchpoints.occurred_at) / 86400.0) as age_days
     from deals
     inner join {{ ref('int_touchpoints__current') }} as touchpoints
         on deals.deal_id = touchpoints.deal_id and deals.org_id = touchpoints.org_id

@@ -69,8 +69,9 @@ select
     partner_credits.deal_id,
     partner_credits.partner_id,
     partner_credits.attribution_model,
-    partner_credits.credit,
-    partner_credits.credit * won_deals.amount_usd as attributed_amount_usd,
+    -- trim_scale: 0.5 rather than 0.50000000000000000000 for the same value
+    trim_scale(partner_credits.credit) as credit,
+    trim_scale(partner_credits.credit * won_deals.amount_usd) as attributed_amount_usd,
     won_deals.amount_usd as deal_amount_usd,
     won_deals.closed_at,
     partner_credits.touchpoint_count
