@@ -69,6 +69,37 @@ def _cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from attribution.pipeline import marts_summary, run_pipeline
+
+    landing = os.environ.get("LANDING_DIR")
+    if not landing:
+        print("error: set LANDING_DIR to the folder where CRM exports land", file=sys.stderr)
+        return 2
+    url = database_url()
+    print(f"running the pipeline on {landing} into {redact_url(url)}")
+    result = run_pipeline(url, Path(landing), full_refresh=args.full_refresh)
+    assert result.ingest is not None
+    for line in result.ingest.lines():
+        print(line)
+    if result.dbt_returncode != 0:
+        print(f"error: dbt build failed (exit code {result.dbt_returncode})", file=sys.stderr)
+    for line in marts_summary(url):
+        print(line)
+    timings = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in result.timings.items())
+    print(f"{'done' if result.ok else 'FAILED'}: {timings}")
+    return 0 if result.ok else 1
+
+
+def _cmd_bi(args: argparse.Namespace) -> int:
+    from attribution.bi import set_reader_password
+
+    url = database_url()
+    set_reader_password(url)
+    print("bi_reader can log in; connect BI tools as described in docs/bi.md")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from attribution.demo import run_demo
 
@@ -103,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=["url", "start", "stop"])
     db.set_defaults(func=_cmd_db)
 
+    run = sub.add_parser("run", help="ingest LANDING_DIR, build every model and test")
+    run.add_argument("--full-refresh", action="store_true", help="rebuild incremental marts")
+    run.set_defaults(func=_cmd_run)
+
+    bi = sub.add_parser("bi", help="BI access: set-password gives bi_reader a login password")
+    bi.add_argument("action", choices=["set-password"])
+    bi.set_defaults(func=_cmd_bi)
+
     demo = sub.add_parser("demo", help="generate a small dataset and run it end to end")
     demo.add_argument("--workdir", default="data/demo")
     demo.set_defaults(func=_cmd_demo)
@@ -113,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DatabaseError, NotADirectoryError) as exc:
+    except (DatabaseError, NotADirectoryError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -8,17 +8,17 @@ from pathlib import Path
 from psycopg import sql
 
 from attribution.database import connect, database_url, redact_url
+from attribution.pipeline import marts_summary, run_pipeline
 from attribution.synthetic import generate
-from ingestion import ingest_directory
 
 DEMO_ORGS = 12
-DEMO_DAYS = 14
+DEMO_DAYS = 45  # deals take weeks to close: enough days for won deals to attribute
 DEMO_BAD_ROW_RATE = 0.01
 
 
 def raw_summary(url: str) -> list[str]:
     """Row counts of the raw layer and the most common quarantine reasons."""
-    lines = []
+    lines = ["raw layer:"]
     with connect(url) as conn:
         for table in (
             "organizations",
@@ -57,12 +57,20 @@ def run_demo(workdir: Path) -> int:
         bad_row_rate=DEMO_BAD_ROW_RATE,
     )
     print(f"generated {len(summary.files)} files in {landing}")
-    report = ingest_directory(url, landing)
-    for line in report.lines():
-        print(line)
-    print("raw layer:")
+    result = run_pipeline(url, landing, quiet=True)
+    assert result.ingest is not None
+    print(result.ingest.lines()[-1])
     for line in raw_summary(url):
         print(line)
-    print(f"demo finished in {time.perf_counter() - clock:.1f} s")
-    print('explore it: psql "$(.venv/bin/attribution db url)"  (stop the server: make db-stop)')
-    return 0 if report.ok else 1
+    done = [line for line in result.dbt_output.splitlines() if "Done." in line]
+    print(f"dbt build: {done[-1].split('Done.')[-1].strip() if done else 'no summary'}")
+    if result.dbt_returncode != 0:
+        print(result.dbt_output[-5000:])
+    for line in marts_summary(url):
+        print(line)
+    print(f"demo {'finished' if result.ok else 'FAILED'} in {time.perf_counter() - clock:.1f} s")
+    print(
+        'explore the marts: psql "$(.venv/bin/attribution db url)" -c "table marts.dim_organizations"'
+    )
+    print("stop the embedded database: make db-stop")
+    return 0 if result.ok else 1
