@@ -31,6 +31,7 @@ test-all: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	cd dbt_project && ../$(BIN)/sqlfluff lint models tests
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -14,8 +14,26 @@ actual as (
         table_schema = '{{ ref("partner_performance").schema }}'
         and table_name = 'partner_performance'
         and column_name like 'attributed_revenue_usd_%'
+),
+
+missing as (
+    select column_name from expected
+    except
+    select column_name from actual
+),
+
+unexpected as (
+    select column_name from actual
+    except
+    select column_name from expected
 )
 
-(select column_name, 'missing' as problem from expected except select column_name, 'missing' from actual)
+select
+    column_name,
+    'missing' as problem
+from missing
 union all
-(select column_name, 'unexpected' from actual except select column_name, 'unexpected' from expected)
+select
+    column_name,
+    'unexpected' as problem
+from unexpected

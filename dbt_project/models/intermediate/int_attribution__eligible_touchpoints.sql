@@ -87,16 +87,16 @@ from ranked
     -- Tombstones: every changed deal, so its old rows go even when it has none now.
     select
         deal_id,
-        null,
-        null,
-        null,
-        null,
-        null,
-        null,
-        null,
-        null,
-        null,
-        null,
-        null
+        null as org_id,
+        null as closed_at,
+        null as touchpoint_id,
+        null as partner_id,
+        null as touchpoint_type,
+        null as occurred_at,
+        null as age_days,
+        null as position,
+        null as n,
+        null as decay_weight,
+        null as decay_weight_sum
     from (select distinct deal_id from {{ changed_deal_ids() }} as c) as changed_deals
 {% endif %}

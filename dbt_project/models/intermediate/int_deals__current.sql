@@ -37,4 +37,4 @@ candidates as (
 
 select distinct on (deal_id) *
 from candidates
-order by deal_id, updated_at desc, batch_id desc, line_no desc
+order by deal_id asc, updated_at desc, batch_id desc, line_no desc

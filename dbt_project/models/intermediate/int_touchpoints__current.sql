@@ -24,7 +24,7 @@ with new_versions as (
     select distinct on (touchpoint_id) *
     from {{ ref('stg_crm__touchpoint_versions') }}
     where {{ since_watermark() }}
-    order by touchpoint_id, batch_id desc, line_no desc
+    order by touchpoint_id asc, batch_id desc, line_no desc
 )
 
 select
@@ -53,8 +53,8 @@ select
     from new_versions
     left join {{ this }} as existing on new_versions.touchpoint_id = existing.touchpoint_id
     {% else %}
-        '{}'::text [] as previous_deal_ids,
-        '{}'::text [] as previous_org_ids,
-        '{}'::date [] as previous_dates
+        '{}'::text[] as previous_deal_ids,
+        '{}'::text[] as previous_org_ids,
+        '{}'::date[] as previous_dates
     from new_versions
     {% endif %}

@@ -15,7 +15,7 @@ with recent_versions as (
         versions.line_no
     from {{ ref('stg_crm__deal_versions') }} as versions
     where versions.batch_id > {{ watermark('fct_deals') }}
-    order by versions.deal_id, versions.updated_at desc, versions.batch_id desc, versions.line_no desc
+    order by versions.deal_id asc, versions.updated_at desc, versions.batch_id desc, versions.line_no desc
 )
 
 select

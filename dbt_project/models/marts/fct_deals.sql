@@ -36,7 +36,7 @@ eligible_counts as (
     from {{ ref('int_attribution__eligible_touchpoints') }}
     where
         touchpoint_id is not null
-        {% if is_incremental() %}and deal_id in (select deals.deal_id from deals){% endif %}
+        {% if is_incremental() %}and deal_id in (select deals.deal_id from deals){% endif %}  -- noqa: LT02
     group by deal_id
 ),
 
@@ -151,11 +151,12 @@ select
     {% if is_incremental() %}
         array(
             select distinct v
-            from unnest(
-                facts._touching_partner_ids
-                || coalesce(previous._partner_ids, '{}')
-                || array[facts.sourced_partner_id, previous.sourced_partner_id]
-            ) as v
+            from
+                unnest(
+                    facts._touching_partner_ids
+                    || coalesce(previous._partner_ids, '{}')
+                    || array[facts.sourced_partner_id, previous.sourced_partner_id]
+                ) as v
             where v is not null
         ) as _partner_ids,
         array(
@@ -164,10 +165,11 @@ select
         ) as _org_ids,
         array(
             select distinct v
-            from unnest(
-                array[facts.created_date, facts.closed_date]
-                || coalesce(previous._metric_dates, '{}')
-            ) as v
+            from
+                unnest(
+                    array[facts.created_date, facts.closed_date]
+                    || coalesce(previous._metric_dates, '{}')
+                ) as v
             where v is not null
         ) as _metric_dates
     from facts

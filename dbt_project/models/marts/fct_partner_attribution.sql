@@ -41,12 +41,13 @@ touchpoint_credits as (
         models.attribution_model,
         models.credit
     from {{ ref('int_attribution__eligible_touchpoints') }} as eligible
-    cross join lateral (
-        values
-        {%- for model_name, credit_sql in attribution_models().items() %}
-            ('{{ model_name }}', ({{ credit_sql }})::numeric){% if not loop.last %},{% endif %}
-        {%- endfor %}
-    ) as models (attribution_model, credit)
+    cross join
+        lateral (
+            values
+            {%- for model_name, credit_sql in attribution_models().items() %}
+                ('{{ model_name }}', ({{ credit_sql }})::numeric){% if not loop.last %},{% endif %}
+            {%- endfor %}
+        ) as models (attribution_model, credit)
     where
         eligible.touchpoint_id is not null
         and eligible.deal_id in (select won_deals.deal_id from won_deals)
@@ -82,14 +83,14 @@ inner join won_deals on partner_credits.deal_id = won_deals.deal_id
     union all
     -- Tombstones: every changed deal, so a deal that lost its credit loses its rows.
     select
-        null,
+        null as org_id,
         changed.deal_id,
-        null,
-        null,
-        null,
-        null,
-        null,
-        null,
-        null
+        null as partner_id,
+        null as attribution_model,
+        null as credit,
+        null as attributed_amount_usd,
+        null as deal_amount_usd,
+        null as closed_at,
+        null as touchpoint_count
     from (select distinct deal_id from {{ changed_deal_ids() }} as c) as changed
 {% endif %}

@@ -34,7 +34,8 @@
             dates.metric_date
         from {{ ref('int_touchpoints__current') }} as touchpoints
         cross join lateral unnest(touchpoints.previous_org_ids || touchpoints.org_id) as org_ids (org_id)
-        cross join lateral
+        cross join
+            lateral
             unnest(touchpoints.previous_dates || touchpoints.occurred_date) as dates (metric_date)
         where touchpoints.batch_id > {{ watermark() }}
     ),
@@ -54,7 +55,7 @@ created as (
         count(*) as deals_created
     from deals
     {% if is_incremental() %}
-        where (deals.org_id, deals.created_date) in (select * from changed_keys)
+        where (deals.org_id, deals.created_date) in (select changed_keys.org_id, changed_keys.metric_date from changed_keys)
     {% endif %}
     group by 1, 2
 ),
@@ -75,7 +76,7 @@ closed as (
     where
         deals.closed_date is not null
         {% if is_incremental() %}
-            and (deals.org_id, deals.closed_date) in (select * from changed_keys)
+            and (deals.org_id, deals.closed_date) in (select changed_keys.org_id, changed_keys.metric_date from changed_keys)
         {% endif %}
     group by 1, 2
 ),
@@ -93,7 +94,7 @@ partner_revenue as (
         deals.is_won
         and attribution.attribution_model = '{{ default_model }}'
         {% if is_incremental() %}
-            and (deals.org_id, deals.closed_date) in (select * from changed_keys)
+            and (deals.org_id, deals.closed_date) in (select changed_keys.org_id, changed_keys.metric_date from changed_keys)
         {% endif %}
     group by 1, 2, 3
 ),
@@ -109,7 +110,9 @@ attributed as (
                 'partner_name', partners.partner_name,
                 'attributed_revenue_usd', partner_revenue.attributed_revenue_usd
             )
-            order by partner_revenue.attributed_revenue_usd desc, partner_revenue.partner_id collate "C"
+            order by
+                partner_revenue.attributed_revenue_usd desc,
+                partner_revenue.partner_id collate "C"  -- noqa: RF02
         ) filter (where partner_revenue.rank <= 5) as top_partners
     from (
         select
@@ -132,24 +135,39 @@ touches as (
         count(*) as touchpoints
     from {{ ref('int_touchpoints__current') }} as touchpoints
     {% if is_incremental() %}
-        where (touchpoints.org_id, touchpoints.occurred_date) in (select * from changed_keys)
+        where (touchpoints.org_id, touchpoints.occurred_date) in (select changed_keys.org_id, changed_keys.metric_date from changed_keys)
     {% endif %}
     group by 1, 2
 ),
 
 active_keys as (
-    select org_id, metric_date from created
+    select
+        org_id,
+        metric_date
+    from created
     union
-    select org_id, metric_date from closed
+    select
+        org_id,
+        metric_date
+    from closed
     union
-    select org_id, metric_date from touches
+    select
+        org_id,
+        metric_date
+    from touches
 ),
 
 all_keys as (
-    select org_id, metric_date from active_keys
+    select
+        org_id,
+        metric_date
+    from active_keys
     {% if is_incremental() %}
         union
-        select org_id, metric_date from changed_keys
+        select
+            org_id,
+            metric_date
+        from changed_keys
     {% endif %}
 )
 

@@ -102,7 +102,7 @@ select
     coalesce(touched_deals.influenced_revenue_usd, 0) as influenced_revenue_usd,
     {%- for model_name in attribution_model_names() %}
         coalesce(attributed.attributed_revenue_usd_{{ model_name }}, 0)
-        as attributed_revenue_usd_{{ model_name }},
+            as attributed_revenue_usd_{{ model_name }},
     {%- endfor %}
     touched_deals.avg_won_deal_size_usd,
     touched_deals.first_touch_at,

@@ -6,4 +6,4 @@ select distinct on (currency, rate_date)
     batch_id,
     line_no
 from {{ source('crm', 'fx_rates') }}
-order by currency, rate_date, batch_id desc, line_no desc
+order by currency asc, rate_date asc, batch_id desc, line_no desc

@@ -8,4 +8,4 @@ select distinct on (org_id)
     batch_id,
     line_no
 from {{ source('crm', 'organizations') }}
-order by org_id, updated_at desc, batch_id desc, line_no desc
+order by org_id asc, updated_at desc, batch_id desc, line_no desc

@@ -10,4 +10,4 @@ select distinct on (partner_id)
     batch_id,
     line_no
 from {{ source('crm', 'partners') }}
-order by partner_id, updated_at desc, batch_id desc, line_no desc
+order by partner_id asc, updated_at desc, batch_id desc, line_no desc

@@ -2,4 +2,4 @@
 -- version loaded last wins (SPEC §2).
 select distinct on (touchpoint_id) *
 from {{ ref('stg_crm__touchpoint_versions') }}
-order by touchpoint_id, batch_id desc, line_no desc
+order by touchpoint_id asc, batch_id desc, line_no desc
