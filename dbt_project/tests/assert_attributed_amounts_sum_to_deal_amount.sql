@@ -1,3 +1,4 @@
+{{ config(meta={"dagster": {"ref": {"name": "fct_partner_attribution"}}}) }}
 -- SPEC §4.2: attributed amounts sum to the deal's USD amount (within 0.01).
 select
     attribution.deal_id,

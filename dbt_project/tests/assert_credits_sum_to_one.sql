@@ -1,3 +1,4 @@
+{{ config(meta={"dagster": {"ref": {"name": "fct_partner_attribution"}}}) }}
 -- SPEC §4.2: for every attributed deal and model the partners' credits sum to 1.
 select
     deal_id,

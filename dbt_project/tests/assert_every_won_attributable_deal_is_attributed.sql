@@ -1,3 +1,4 @@
+{{ config(meta={"dagster": {"ref": {"name": "fct_partner_attribution"}}}) }}
 -- A won deal with a USD amount and eligible touchpoints has rows under every model.
 select
     deals.deal_id,

@@ -1,3 +1,4 @@
+{{ config(meta={"dagster": {"ref": {"name": "partner_performance"}}}) }}
 -- Adding a model to macro attribution_models must add its column to the
 -- partner_performance contract (models/marts/_marts__models.yml).
 with expected as (

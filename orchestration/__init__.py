@@ -1,0 +1,1 @@
+"""Dagster orchestration of the platform: assets, jobs, schedules, sensors, checks."""

@@ -1,0 +1,125 @@
+"""Sensors: new landing files, newly won deals, and alerts."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.events import DagsterEventType
+
+from attribution.database import connect
+from ingestion.discovery import discover
+from ingestion.readers import file_sha256
+from orchestration.alerts import send_alert
+from orchestration.defs.jobs import attribution_job, ingest_job
+from orchestration.resources import AlertWebhook, LandingFolder, PlatformDatabase
+
+SENSOR_INTERVAL_SECONDS = 30
+
+
+def _content_hashes(folder: Path, previous: dict[str, list]) -> dict[str, list]:
+    """name → [size, mtime_ns, sha256]; a file's hash is recomputed only when it changed."""
+    current: dict[str, list] = {}
+    for landing in discover(folder):
+        stat = landing.path.stat()
+        known = previous.get(landing.name)
+        if known and known[0] == stat.st_size and known[1] == stat.st_mtime_ns:
+            current[landing.name] = known
+        else:
+            current[landing.name] = [stat.st_size, stat.st_mtime_ns, file_sha256(landing.path)]
+    return current
+
+
+@dg.sensor(
+    job=ingest_job,
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Starts `ingest` when files land that the ledger has not loaded (by content hash).",
+)
+def landing_sensor(
+    context: dg.SensorEvaluationContext, database: PlatformDatabase, landing: LandingFolder
+):
+    previous = json.loads(context.cursor) if context.cursor else {}
+    if not landing.directory.is_dir():
+        return dg.SkipReason(f"landing folder {landing.directory} does not exist")
+    hashes = _content_hashes(landing.directory, previous)
+    with connect(database.url) as conn:
+        known = set(
+            conn.execute(
+                "select file_name, content_hash from raw.ingest_batches where file_name = any(%s)",
+                [list(hashes)],
+            ).fetchall()
+        )
+    new = sorted(f"{name}:{h[2]}" for name, h in hashes.items() if (name, h[2]) not in known)
+    context.update_cursor(json.dumps(hashes))
+    if not new:
+        return dg.SkipReason("no new or changed landing files")
+    # The same files always give the same run key: a file never triggers two loads.
+    run_key = hashlib.sha256("\n".join(new).encode()).hexdigest()
+    return dg.RunRequest(run_key=run_key, tags={"landing_files": str(len(new))})
+
+
+@dg.sensor(
+    job=attribution_job,
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Starts `attribution` when won deal versions arrive in raw.deals.",
+)
+def won_deals_sensor(context: dg.SensorEvaluationContext, database: PlatformDatabase):
+    last_batch = int(context.cursor or 0)
+    with connect(database.url) as conn:
+        newest, won = conn.execute(
+            "select max(batch_id), count(*) filter (where status = 'won')"
+            " from raw.deals where batch_id > %s",
+            [last_batch],
+        ).fetchone()
+    if newest is None:
+        return dg.SkipReason("no new deal batches")
+    # The cursor is kept in Dagster's storage; the run key makes a retried tick harmless.
+    context.update_cursor(str(newest))
+    if not won:
+        return dg.SkipReason(f"deal batches up to {newest} hold no won deals")
+    return dg.RunRequest(
+        run_key=f"won-deals-through-batch-{newest}", tags={"won_deal_versions": str(won)}
+    )
+
+
+@dg.run_failure_sensor(
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Posts failed runs to ALERT_WEBHOOK_URL (and logs them).",
+)
+def run_failure_alert(context: dg.RunFailureSensorContext, alert_webhook: AlertWebhook):
+    run = context.dagster_run
+    send_alert(
+        alert_webhook.url(),
+        f"Run failed: {run.job_name}",
+        [f"run id: {run.run_id}", f"error: {context.failure_event.message or 'see the run logs'}"],
+    )
+
+
+@dg.sensor(
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Posts failed error-severity asset checks to ALERT_WEBHOOK_URL (and logs them).",
+)
+def failed_check_alert(context: dg.SensorEvaluationContext, alert_webhook: AlertWebhook):
+    after = int(context.cursor) if context.cursor else None
+    records = context.instance.get_event_records(
+        dg.EventRecordsFilter(
+            event_type=DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after
+        ),
+        ascending=True,
+        limit=500,
+    )
+    if not records:
+        return dg.SkipReason("no new check results")
+    failed = []
+    for record in records:
+        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            failed.append(f"{evaluation.asset_key.to_user_string()} · {evaluation.check_name}")
+    context.update_cursor(str(records[-1].storage_id))
+    if not failed:
+        return dg.SkipReason(f"{len(records)} new check results, none failed with severity ERROR")
+    send_alert(alert_webhook.url(), "Error-severity checks failed", failed)
+    return dg.SkipReason(f"alerted on {len(failed)} failed checks")

@@ -1,0 +1,226 @@
+"""Dagster definitions: load, materialize, sensors, checks and alerts, on real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import dagster as dg
+import psycopg
+import pytest
+
+from attribution.database import project_root
+from attribution.synthetic import generate
+from orchestration.definitions import defs as load_defs
+from orchestration.defs.checks import backlog_result
+from orchestration.defs.sensors import failed_check_alert, landing_sensor, won_deals_sensor
+from orchestration.resources import AlertWebhook, LandingFolder, PlatformDatabase
+from tests.conftest import create_database, drop_database
+from tests.ingest_helpers import fetch
+
+
+def dagster_url_plain(env: dict) -> str:
+    return env["DAGSTER_PG_URL"].replace("+psycopg2", "")
+
+
+EXPECTED_JOBS = {"daily_refresh", "ingest", "attribution", "dagster_housekeeping"}
+EXPECTED_SENSORS = {"landing_sensor", "won_deals_sensor", "run_failure_alert", "failed_check_alert"}
+
+
+@pytest.fixture(scope="module")
+def env(db_url: str, tmp_path_factory: pytest.TempPathFactory, server_url: str) -> Iterator[dict]:
+    """Environment of a deployment: DATABASE_URL, LANDING_DIR, a Postgres-backed DAGSTER_HOME."""
+    landing = tmp_path_factory.mktemp("landing")
+    home = tmp_path_factory.mktemp("dagster_home")
+    shutil.copy(project_root() / "dagster.yaml", home / "dagster.yaml")
+    dagster_url = create_database(server_url, "test_dagster_storage")
+    values = {
+        "DATABASE_URL": db_url,
+        "LANDING_DIR": str(landing),
+        "DAGSTER_HOME": str(home),
+        # dagster-postgres runs on psycopg2 (SQLAlchemy 2.1 would pick psycopg 3).
+        "DAGSTER_PG_URL": dagster_url.replace("postgresql://", "postgresql+psycopg2://", 1),
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in values.items():
+            patch.setenv(key, value)
+        yield {**values, "landing": landing}
+    drop_database(server_url, "test_dagster_storage")
+
+
+@pytest.fixture(scope="module")
+def instance(env: dict) -> Iterator[dg.DagsterInstance]:
+    with dg.DagsterInstance.get() as inst:
+        yield inst
+
+
+@pytest.fixture(scope="module")
+def definitions(env: dict) -> dg.Definitions:
+    return load_defs()
+
+
+def test_definitions_load_with_the_whole_graph(definitions: dg.Definitions) -> None:
+    dg.Definitions.validate_loadable(definitions)
+    repo = definitions.get_repository_def()
+    keys = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
+    raw = {f"raw/{t}" for t in ("organizations", "partners", "deals", "touchpoints", "fx_rates",
+                                "ingest_batches", "quarantine")}  # fmt: skip
+    marts = {f"marts/{t}" for t in ("fct_partner_attribution", "fct_deals", "partner_performance",
+                                    "org_daily_metrics", "dim_organizations", "attribution_backlog")}  # fmt: skip
+    assert raw | marts | {"monitoring/platform_health", "staging/stg_crm__deals"} <= keys
+    # Lineage connects raw → staging → marts with no glue: the dbt source is raw/deals.
+    graph = repo.asset_graph
+    assert (
+        dg.AssetKey(["raw", "deals"])
+        in graph.get(dg.AssetKey(["staging", "stg_crm__deal_versions"])).parent_keys
+    )
+    groups = {graph.get(dg.AssetKey(k.split("/"))).group_name for k in raw | marts}
+    assert groups == {"ingestion", "marts"}
+    assert {j.name for j in repo.get_all_jobs()} >= EXPECTED_JOBS
+    assert {s.name for s in repo.sensor_defs} == EXPECTED_SENSORS
+    schedules = {s.name: s.cron_schedule for s in repo.schedule_defs}
+    assert schedules["daily_refresh_schedule"] == "0 1 * * *"
+    checks = {key.name for key in graph.asset_check_keys}
+    assert {"backlog_within_limits", "credits_sum_to_one", "deals_loaded_recently"} <= checks
+    assert any(name.startswith("unique_") for name in checks)  # dbt tests as asset checks
+
+
+def test_backlog_thresholds() -> None:
+    assert backlog_result(500, 10.0).passed
+    warn = backlog_result(501, 10.0)
+    assert not warn.passed and warn.severity == dg.AssetCheckSeverity.WARN
+    error = backlog_result(1001, 10.0)
+    assert not error.passed and error.severity == dg.AssetCheckSeverity.ERROR
+    assert error.metadata["pending_won_deals"].value == 1001
+
+
+def test_daily_refresh_materializes_everything_and_checks_pass(
+    env: dict, instance: dg.DagsterInstance, definitions: dg.Definitions
+) -> None:
+    generate(env["landing"], orgs=6, days=35, seed=21)
+    result = definitions.resolve_job_def("daily_refresh").execute_in_process(instance=instance)
+    assert result.success
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert {
+        "raw/deals",
+        "marts/fct_partner_attribution",
+        "monitoring/platform_health",
+    } <= materialized
+    evaluations = list(result.get_asset_check_evaluations())
+    failed = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in evaluations if not e.passed]
+    assert len(evaluations) > 40 and not failed, failed
+    raw_deals = [e for e in result.get_asset_materialization_events()
+                 if e.asset_key == dg.AssetKey(["raw", "deals"])][0]  # fmt: skip
+    assert raw_deals.materialization.metadata["rows_loaded"].value > 0
+    # Runs and check history are in PostgreSQL (dagster-postgres), not in memory.
+    assert fetch(dagster_url_plain(env), "select count(*) from runs")[0][0] >= 1
+
+
+def test_landing_sensor_requests_each_new_file_once(
+    env: dict, instance: dg.DagsterInstance
+) -> None:
+    resources = {
+        "database": PlatformDatabase(url=env["DATABASE_URL"]),
+        "landing": LandingFolder(path=str(env["landing"])),
+    }
+    context = dg.build_sensor_context(instance=instance, resources=resources)
+    first = landing_sensor(context)
+    assert isinstance(first, dg.SkipReason)  # everything was loaded by the daily refresh
+    (env["landing"] / "deals_extra.csv").write_text(
+        "deal_id,org_id,amount,currency,status,created_at,closed_at,updated_at\n"
+        "x1,org_00001,10,USD,won,2026-02-01,2026-02-02,2026-02-02\n"
+    )
+    cursor = context.cursor
+    second = landing_sensor(
+        dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor)
+    )
+    assert isinstance(second, dg.RunRequest) and second.run_key
+    # Same file, next tick (the run has not loaded it yet): the same run key, so no second load.
+    again = landing_sensor(
+        dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor)
+    )
+    assert isinstance(again, dg.RunRequest) and again.run_key == second.run_key
+
+
+def test_won_deals_sensor_requests_attribution_and_advances(
+    env: dict, instance: dg.DagsterInstance, definitions: dg.Definitions
+) -> None:
+    resources = {"database": PlatformDatabase(url=env["DATABASE_URL"])}
+    (latest,) = fetch(env["DATABASE_URL"], "select max(batch_id) from raw.deals")[0]
+    quiet = won_deals_sensor(
+        dg.build_sensor_context(instance=instance, resources=resources, cursor=str(latest))
+    )
+    assert isinstance(quiet, dg.SkipReason)
+    ingested = definitions.resolve_job_def("ingest").execute_in_process(instance=instance)
+    assert ingested.success  # loads deals_extra.csv: a newly won deal
+    context = dg.build_sensor_context(instance=instance, resources=resources, cursor=str(latest))
+    request = won_deals_sensor(context)
+    assert isinstance(request, dg.RunRequest)
+    assert int(context.cursor) > latest
+    pending = fetch(env["DATABASE_URL"], "select count(*) from marts.attribution_backlog")[0][0]
+    assert pending == 1
+    attributed = definitions.resolve_job_def("attribution").execute_in_process(instance=instance)
+    assert attributed.success
+    assert fetch(env["DATABASE_URL"], "select count(*) from marts.attribution_backlog") == [(0,)]
+    after = won_deals_sensor(
+        dg.build_sensor_context(instance=instance, resources=resources, cursor=context.cursor)
+    )
+    assert isinstance(after, dg.SkipReason)
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Receiver.received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Receiver.received.clear()
+    yield f"http://127.0.0.1:{server.server_port}/hook"
+    server.shutdown()
+
+
+def test_failed_error_check_alert_reaches_the_webhook(
+    env: dict, instance: dg.DagsterInstance, receiver: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Break an invariant the credits check guards, then run the check for real.
+    with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute(
+            "update marts.fct_partner_attribution set credit = credit * 2"
+            " where deal_id = (select min(deal_id) from marts.fct_partner_attribution)"
+        )
+    check_keys = [
+        dg.AssetCheckKey(dg.AssetKey(["marts", "fct_partner_attribution"]), "credits_sum_to_one")
+    ]
+    result = (
+        load_defs()
+        .get_implicit_global_asset_job_def()
+        .get_subset(asset_check_selection=set(check_keys), asset_selection=set())
+        .execute_in_process(instance=instance, raise_on_error=False)
+    )
+    (evaluation,) = list(result.get_asset_check_evaluations())
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
+
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", receiver)
+    cursor = None
+    context = dg.build_sensor_context(
+        instance=instance, resources={"alert_webhook": AlertWebhook()}, cursor=cursor
+    )
+    failed_check_alert(context)
+    texts = [message["text"] for message in _Receiver.received]
+    assert any("credits_sum_to_one" in text for text in texts), texts
+    assert all(message.get("blocks") for message in _Receiver.received)
