@@ -18,9 +18,9 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	$(BIN)/attribution demo
 
-# Until the Dagster UI lands, `dev` starts the database and prints how to connect.
+# Dagster webserver + daemon (schedules, sensors) on the platform database.
 dev: install
-	$(BIN)/attribution db start
+	$(BIN)/attribution dev
 
 test: install
 	$(BIN)/pytest -m "not slow"

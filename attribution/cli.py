@@ -70,6 +70,7 @@ def _cmd_db(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from attribution.migrations import migrate
     from attribution.pipeline import marts_summary, run_pipeline
 
     landing = os.environ.get("LANDING_DIR")
@@ -78,17 +79,48 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     url = database_url()
     print(f"running the pipeline on {landing} into {redact_url(url)}")
-    result = run_pipeline(url, Path(landing), full_refresh=args.full_refresh)
-    assert result.ingest is not None
-    for line in result.ingest.lines():
-        print(line)
-    if result.dbt_returncode != 0:
-        print(f"error: dbt build failed (exit code {result.dbt_returncode})", file=sys.stderr)
+    if args.full_refresh:
+        # A full rebuild is an operator's decision, not a schedule's: plain dbt.
+        result = run_pipeline(url, Path(landing), full_refresh=True)
+        ok = result.ok
+    else:
+        from orchestration.run import run_daily_refresh
+
+        migrate(url)
+        outcome = run_daily_refresh(url, landing)
+        for failure in outcome.step_failures:
+            print(f"step failed: {failure}", file=sys.stderr)
+        for label in outcome.failed_warnings:
+            print(f"check warning: {label}")
+        for label in outcome.failed_errors:
+            print(f"CHECK FAILED (error): {label}", file=sys.stderr)
+        print(
+            f"Dagster run {outcome.run_id} of daily_refresh: {'succeeded' if outcome.success else 'FAILED'}"
+        )
+        ok = outcome.ok
     for line in marts_summary(url):
         print(line)
-    timings = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in result.timings.items())
-    print(f"{'done' if result.ok else 'FAILED'}: {timings}")
-    return 0 if result.ok else 1
+    print("done" if ok else "FAILED")
+    return 0 if ok else 1
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from orchestration.instance import dagster_environment
+
+    url = database_url()
+    env = dict(os.environ, **dagster_environment(url))
+    env.setdefault("LANDING_DIR", str(Path("data/demo/landing").resolve()))
+    Path(env["LANDING_DIR"]).mkdir(parents=True, exist_ok=True)
+    print(
+        f"Dagster UI on http://127.0.0.1:{args.port} — database {redact_url(url)}, landing {env['LANDING_DIR']}"
+    )
+    dagster = str(Path(sys.executable).parent / "dagster")
+    os.execvpe(
+        dagster,
+        [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.port)],
+        env,
+    )
+    return 0  # not reached
 
 
 def _cmd_bi(args: argparse.Namespace) -> int:
@@ -137,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="ingest LANDING_DIR, build every model and test")
     run.add_argument("--full-refresh", action="store_true", help="rebuild incremental marts")
     run.set_defaults(func=_cmd_run)
+
+    dev = sub.add_parser("dev", help="Dagster webserver and daemon on the platform database")
+    dev.add_argument("--port", type=int, default=3000)
+    dev.set_defaults(func=_cmd_dev)
 
     bi = sub.add_parser("bi", help="BI access: set-password gives bi_reader a login password")
     bi.add_argument("action", choices=["set-password"])

@@ -64,8 +64,14 @@ def test_run_end_to_end(fresh_db_url: str, tmp_path: Path) -> None:
     landing = tmp_path / "landing"
     assert attribution("generate", "--orgs", "6", "--days", "30", "--seed", "4",
                        "--out", str(landing)).returncode == 0  # fmt: skip
-    done = attribution("run", env={"DATABASE_URL": fresh_db_url, "LANDING_DIR": str(landing)})
+    env = {
+        "DATABASE_URL": fresh_db_url,
+        "LANDING_DIR": str(landing),
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+    }
+    done = attribution("run", env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "of daily_refresh: succeeded" in done.stdout
     assert "attributed revenue by model" in done.stdout
     for model in ("first_touch", "last_touch", "linear", "time_decay", "position_based"):
         assert model in done.stdout

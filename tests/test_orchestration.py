@@ -110,8 +110,19 @@ def test_daily_refresh_materializes_everything_and_checks_pass(
         "monitoring/platform_health",
     } <= materialized
     evaluations = list(result.get_asset_check_evaluations())
-    failed = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in evaluations if not e.passed]
-    assert len(evaluations) > 40 and not failed, failed
+    failed = {e.check_name: e for e in evaluations if not e.passed}
+    # The generator writes a few touchpoints of unknown / other-org partners on purpose:
+    # the data-quality check counts them (a warning); every other check passes.
+    assert len(evaluations) > 50 and set(failed) <= {"gx_touchpoint_partner_known_same_org"}, failed
+    (expected_bad,) = fetch(
+        env["DATABASE_URL"],
+        "select count(*) from staging.stg_crm__touchpoints t left join staging.stg_crm__partners p"
+        " using (partner_id) where p.partner_id is null or p.org_id <> t.org_id",
+    )[0]
+    if failed:
+        warning = failed["gx_touchpoint_partner_known_same_org"]
+        assert warning.severity == dg.AssetCheckSeverity.WARN
+        assert warning.metadata["unexpected_count"].value == expected_bad > 0
     raw_deals = [e for e in result.get_asset_materialization_events()
                  if e.asset_key == dg.AssetKey(["raw", "deals"])][0]  # fmt: skip
     assert raw_deals.materialization.metadata["rows_loaded"].value > 0
@@ -224,3 +235,41 @@ def test_failed_error_check_alert_reaches_the_webhook(
     texts = [message["text"] for message in _Receiver.received]
     assert any("credits_sum_to_one" in text for text in texts), texts
     assert all(message.get("blocks") for message in _Receiver.received)
+
+
+def _add_pending_won_deals(url: str, count: int, start: int) -> None:
+    """Won deal versions the marts have not seen: as ingestion would leave them."""
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        (batch_id,) = conn.execute(
+            "insert into raw.ingest_batches (file_name, file_path, entity, content_hash, file_size,"
+            " started_at, finished_at, outcome) values (%s, %s, 'deals', %s, 0, now(), now(), 'loaded')"
+            " returning batch_id",
+            [f"deals_pending_{start}.csv", "/dev/null", f"hash-{start}"],
+        ).fetchone()
+        conn.execute(
+            "insert into raw.deals (batch_id, line_no, deal_id, org_id, amount, currency, status,"
+            " created_at, closed_at, updated_at)"
+            " select %s, n, 'pending-' || n, 'org_00001', 100, 'USD', 'won',"
+            " now() - interval '2 days', now() - interval '1 day', now()"
+            " from generate_series(%s::int, %s::int) as n",
+            [batch_id, start, start + count - 1],
+        )
+
+
+def test_backlog_check_at_500_501_and_1001_pending(env: dict) -> None:
+    from orchestration.defs.checks import attribution_backlog_check
+
+    database = PlatformDatabase(url=env["DATABASE_URL"])
+    before = fetch(env["DATABASE_URL"], "select count(*) from marts.attribution_backlog")[0][0]
+    assert before == 0
+    outcomes = []
+    for count, start in ((500, 1), (1, 501), (500, 502)):
+        _add_pending_won_deals(env["DATABASE_URL"], count, start)
+        outcomes.append(attribution_backlog_check(database=database))
+    passed, warned, errored = outcomes
+    assert passed.passed and passed.metadata["pending_won_deals"].value == 500
+    assert not warned.passed and warned.severity == dg.AssetCheckSeverity.WARN
+    assert warned.metadata["pending_won_deals"].value == 501
+    assert not errored.passed and errored.severity == dg.AssetCheckSeverity.ERROR
+    assert errored.metadata["pending_won_deals"].value == 1001
+    assert errored.metadata["oldest_pending_seconds"].value >= 0
