@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from datetime import date
@@ -111,6 +112,10 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     env = dict(os.environ, **dagster_environment(url))
     env.setdefault("LANDING_DIR", str(Path("data/demo/landing").resolve()))
     Path(env["LANDING_DIR"]).mkdir(parents=True, exist_ok=True)
+    if args.print_env:  # for `eval "$(attribution dev --print-env)"; dg dev`
+        for key in ("DATABASE_URL", "LANDING_DIR", "DAGSTER_HOME", "DAGSTER_PG_URL"):
+            print(f"export {key}={shlex.quote(env[key])}")
+        return 0
     print(
         f"Dagster UI on http://127.0.0.1:{args.port} — database {redact_url(url)}, landing {env['LANDING_DIR']}"
     )
@@ -172,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser("dev", help="Dagster webserver and daemon on the platform database")
     dev.add_argument("--port", type=int, default=3000)
+    dev.add_argument("--print-env", action="store_true", help="print the environment as exports")
     dev.set_defaults(func=_cmd_dev)
 
     bi = sub.add_parser("bi", help="BI access: set-password gives bi_reader a login password")

@@ -13,32 +13,24 @@ LEDGER_KEY = dg.AssetKey(["raw", "ingest_batches"])
 QUARANTINE_KEY = dg.AssetKey(["raw", "quarantine"])
 
 
+def _raw_spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key,
+        group_name="ingestion",
+        kinds={"python", "postgres"},
+        owners=["team:data-platform"],
+        description=description,
+    )
+
+
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(
-            key,
-            group_name="ingestion",
-            kinds={"python", "postgres"},
-            owners=["team:data-platform"],
-            description=f"raw.{name}: every version of every {name} row loaded from landing files.",
-        )
+        _raw_spec(key, f"raw.{name}: every version of every {name} row loaded from landing files.")
         for name, key in RAW_TABLE_KEYS.items()
     ]
     + [
-        dg.AssetSpec(
-            LEDGER_KEY,
-            group_name="ingestion",
-            kinds={"python", "postgres"},
-            owners=["team:data-platform"],
-            description="raw.ingest_batches: the ledger, one row per landing file (loaded or refused).",
-        ),
-        dg.AssetSpec(
-            QUARANTINE_KEY,
-            group_name="ingestion",
-            kinds={"python", "postgres"},
-            owners=["team:data-platform"],
-            description="raw.quarantine: refused rows with their file, line and reason.",
-        ),
+        _raw_spec(LEDGER_KEY, "raw.ingest_batches: the ledger, one row per landing file."),
+        _raw_spec(QUARANTINE_KEY, "raw.quarantine: refused rows with file, line and reason."),
     ],
     can_subset=False,
     pool="attribution_database",
