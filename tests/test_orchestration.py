@@ -273,3 +273,31 @@ def test_backlog_check_at_500_501_and_1001_pending(env: dict) -> None:
     assert not errored.passed and errored.severity == dg.AssetCheckSeverity.ERROR
     assert errored.metadata["pending_won_deals"].value == 1001
     assert errored.metadata["oldest_pending_seconds"].value >= 0
+
+
+def test_run_failure_alert_reaches_the_webhook(
+    env: dict, instance: dg.DagsterInstance, receiver: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestration.defs.sensors import run_failure_alert
+
+    # A real failed run: the landing folder is gone.
+    monkeypatch.setenv("LANDING_DIR", str(env["landing"] / "missing"))
+    result = (
+        load_defs()
+        .resolve_job_def("ingest")
+        .execute_in_process(instance=instance, raise_on_error=False)
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", receiver)
+    context = dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alert",
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=failure,
+        resources={"alert_webhook": AlertWebhook()},
+    ).for_run_failure()
+    run_failure_alert(context)
+    (message,) = _Receiver.received
+    assert "Run failed: ingest" in message["text"] and result.run_id in message["text"]
+    assert env["DATABASE_URL"].split("@")[0].split(":")[-1] not in json.dumps(message)
