@@ -16,7 +16,6 @@ loader of the same file wait, then see it as already loaded.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -126,13 +125,8 @@ def _copy_rows(
     return rows, reader.ignored_columns
 
 
-def load_file(
-    conn: psycopg.Connection, landing: LandingFile, after_copy: Callable[[], None] | None = None
-) -> FileResult:
-    """Load one file as one batch. `conn` must be in autocommit mode (we manage transactions).
-
-    `after_copy` is a test hook called between the COPY and the commit.
-    """
+def load_file(conn: psycopg.Connection, landing: LandingFile) -> FileResult:
+    """Load one file as one batch. `conn` must be in autocommit mode (we manage transactions)."""
     started = datetime.now(UTC)
     clock = time.perf_counter()
     content_hash = file_sha256(landing.path)
@@ -208,8 +202,6 @@ def load_file(
                 """,
                 [rows_read, loaded, quarantined, ignored, batch_id],
             )
-            if after_copy is not None:
-                after_copy()
     except FileRefused as refused:
         result.status, result.message = "refused", str(refused)
         result.batch_id = _record_refusal(conn, landing, content_hash, started, str(refused))
