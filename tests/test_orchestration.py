@@ -301,3 +301,22 @@ def test_run_failure_alert_reaches_the_webhook(
     (message,) = _Receiver.received
     assert "Run failed: ingest" in message["text"] and result.run_id in message["text"]
     assert env["DATABASE_URL"].split("@")[0].split(":")[-1] not in json.dumps(message)
+
+
+def test_housekeeping_deletes_runs_older_than_the_retention(
+    env: dict, instance: dg.DagsterInstance
+) -> None:
+    before = len(instance.get_run_records())
+    assert before >= 3
+    job = load_defs().resolve_job_def("dagster_housekeeping")
+    kept = job.execute_in_process(instance=instance)  # default retention: 30 days
+    assert kept.success and kept.output_for_node("delete_old_runs") == 0
+    purged = job.execute_in_process(
+        instance=instance,
+        run_config={"ops": {"delete_old_runs": {"config": {"retention_days": 0}}}},
+    )
+    assert purged.success
+    removed = purged.output_for_node("delete_old_runs")
+    assert removed >= before  # every earlier run, the first housekeeping run included
+    remaining = {r.dagster_run.run_id for r in instance.get_run_records()}
+    assert remaining <= {purged.run_id}

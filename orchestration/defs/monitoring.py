@@ -57,7 +57,18 @@ class HousekeepingConfig(dg.Config):
 @dg.op(description="Deletes Dagster runs (and their event logs) older than the retention.")
 def delete_old_runs(context: dg.OpExecutionContext, config: HousekeepingConfig) -> int:
     cutoff = datetime.now(UTC) - timedelta(days=config.retention_days)
-    records = context.instance.get_run_records(filters=dg.RunsFilter(created_before=cutoff))
+    finished = [
+        dg.DagsterRunStatus.SUCCESS,
+        dg.DagsterRunStatus.FAILURE,
+        dg.DagsterRunStatus.CANCELED,
+    ]
+    records = [
+        record
+        for record in context.instance.get_run_records(
+            filters=dg.RunsFilter(created_before=cutoff, statuses=finished)
+        )
+        if record.dagster_run.run_id != context.run_id  # never this run, nor any still running
+    ]
     for record in records:
         context.instance.delete_run(record.dagster_run.run_id)
     context.log.info(
