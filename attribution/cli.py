@@ -106,9 +106,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
+    from attribution.migrations import migrate
     from orchestration.instance import dagster_environment
 
     url = database_url()
+    migrate(url)  # the sensors read raw.ingest_batches from their first tick
     env = dict(os.environ, **dagster_environment(url))
     env.setdefault("LANDING_DIR", str(Path("data/demo/landing").resolve()))
     Path(env["LANDING_DIR"]).mkdir(parents=True, exist_ok=True)

@@ -18,11 +18,14 @@ from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO
 
-from ingestion.contracts import Entity
+from ingestion.contracts import MAX_FIELD_CHARS, Entity
 
-# csv refuses fields over 128 KiB by default; long values are checked (and
-# quarantined with their length) by the validation step instead.
-csv.field_size_limit(2**31 - 1)
+# csv refuses fields over 128 KiB by default. Values up to this size reach the
+# validation step (which quarantines those over MAX_FIELD_CHARS with their length);
+# a larger one — typically a stray quote swallowing the rest of the file — refuses
+# the file, so memory stays bounded.
+MAX_PARSED_FIELD_CHARS = 16 * MAX_FIELD_CHARS
+csv.field_size_limit(MAX_PARSED_FIELD_CHARS)
 
 LandingRow = tuple[object, ...]
 
@@ -183,6 +186,8 @@ class JsonlReader:
         blank = (None,) * len(fields)
         try:
             obj = json.loads(line, parse_float=str, parse_int=str, parse_constant=str)
+        except RecursionError:
+            return (line_no, "line is not valid JSON: nested too deeply", line, *blank)
         except ValueError as exc:
             return (
                 line_no,
@@ -201,6 +206,16 @@ class JsonlReader:
             if value is None or isinstance(value, str):
                 if value is not None and "\x00" in value:
                     return (line_no, f"{name}: value contains a NUL character", line, *blank)
+                if value is not None and not value.isascii():
+                    try:  # a \ud800 escape decodes to a lone surrogate, which is not UTF-8
+                        value.encode("utf-8")
+                    except UnicodeEncodeError:
+                        return (
+                            line_no,
+                            f"{name}: value holds an invalid \\u escape (lone surrogate)",
+                            line,
+                            *blank,
+                        )
                 values.append(value)
             else:
                 kind = "true/false" if isinstance(value, bool) else type(value).__name__

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+
 from attribution.database import connect
 from attribution.migrations import migrate
 from ingestion.discovery import discover
@@ -75,6 +77,11 @@ def ingest_directory(
                 result = load_file(conn, landing)
             except (FileChangedDuringLoad, OSError) as exc:
                 report.errors.append(f"{landing.name}: {exc}")
+                continue
+            except psycopg.OperationalError:
+                raise  # the database is gone: nothing else can load either
+            except Exception as exc:  # noqa: BLE001 - one bad file must not block the rest
+                report.errors.append(f"{landing.name}: could not be processed: {exc!r}")
                 continue
             report.files.append(result)
             if on_file is not None:

@@ -163,3 +163,40 @@ def test_extra_columns_are_ignored_and_reported(fresh_db_url: str, landing: Path
     ledger = dict(fetch(fresh_db_url, "select file_name, ignored_columns from raw.ingest_batches"))
     assert ledger["organizations.csv"] == ["internal_note", "region"]
     assert counts(fresh_db_url)["organizations"] == 2
+
+
+def test_json_that_python_parses_but_postgres_cannot_hold_is_quarantined(
+    fresh_db_url: str, landing: Path
+) -> None:
+    lines = [
+        '{"org_id": "o1", "name": "ok", "updated_at": "2026-01-01"}',
+        '{"org_id": "o2", "name": "bad \\ud800 escape", "updated_at": "2026-01-01"}',
+        '{"org_id": "o3", "name": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"org_id": "o4", "name": "also ok", "updated_at": "2026-01-01"}',
+    ]
+    (landing / "organizations_a.jsonl").write_text("\n".join(lines) + "\n")
+    write_csv(landing / "partners.csv", [{"partner_id": "p1", "org_id": "o1", "name": "P",
+                                          "updated_at": "2026-01-01"}])  # fmt: skip
+    report = ingest_directory(fresh_db_url, landing)
+    assert report.ok, report.errors
+    by_name = {f.file_name: f for f in report.files}
+    jsonl = by_name["organizations_a.jsonl"]
+    assert (jsonl.rows_read, jsonl.rows_loaded, jsonl.rows_quarantined) == (4, 2, 2)
+    assert by_name["partners.csv"].rows_loaded == 1  # the files after it still load
+    reasons = [
+        r for (r,) in fetch(fresh_db_url, "select reason from raw.quarantine order by line_no")
+    ]
+    assert "lone surrogate" in reasons[0] and "nested too deeply" in reasons[1]
+
+
+def test_a_stray_quote_cannot_swallow_a_huge_file_into_memory(
+    fresh_db_url: str, landing: Path
+) -> None:
+    body = "".join(f"o{i},Org {i},2026-01-01\n" for i in range(800_000))  # ~17 MB after the quote
+    (landing / "organizations.csv").write_text(
+        'org_id,name,updated_at\no0,"Broken,2026-01-01\n' + body
+    )
+    report = ingest_directory(fresh_db_url, landing)
+    (result,) = report.files
+    assert result.status == "refused" and "field larger than field limit" in result.message
+    assert counts(fresh_db_url)["organizations"] == 0

@@ -21,9 +21,16 @@
      where changes.detected_batch_id > {{ watermark() }})
 {%- endmacro %}
 
-{#- What a consumer has processed after this run: everything in the log. -#}
-{% macro change_log_high_water() -%}
-    {{ watermark('int_attribution__changed_deals') }}
+{#- What a consumer has processed after this run: the log's entries, but no further
+    than the consumers it reads from have applied them (a model built alone, after
+    an upstream consumer failed, re-reads those entries next time). -#}
+{% macro change_log_high_water(upstream_consumers=[]) -%}
+    least(
+        {{ watermark('int_attribution__changed_deals') }}
+        {%- for upstream in upstream_consumers %},
+        {{ watermark(upstream) }}
+        {%- endfor %}
+    )
 {%- endmacro %}
 
 {#- Batch up to which all four state tables have absorbed raw data. -#}

@@ -98,3 +98,20 @@ def credit_invariants_check(database: PlatformDatabase) -> dg.AssetCheckResult:
             "amount_sum_violations": bad_amount,
         },
     )
+
+
+# The backlog must be watched on its own: inside daily_refresh it runs right after
+# the build (when the backlog is ~0) and is skipped when the build fails — exactly
+# when attribution is stuck. This job evaluates only the check, every 10 minutes.
+backlog_watch_job = dg.define_asset_job(
+    "backlog_watch",
+    selection=dg.AssetSelection.checks(attribution_backlog_check, deals_freshness_check),
+    description="Evaluate the backlog and freshness checks without building anything.",
+)
+
+backlog_watch_schedule = dg.ScheduleDefinition(
+    job=backlog_watch_job,
+    cron_schedule="*/10 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)

@@ -15,6 +15,12 @@ from orchestration.defs.jobs import attribution_job, ingest_job
 from orchestration.resources import AlertWebhook, LandingFolder, PlatformDatabase
 
 SENSOR_INTERVAL_SECONDS = 30
+MAX_INGEST_RETRIES = 3
+FINISHED = {
+    dg.DagsterRunStatus.SUCCESS,
+    dg.DagsterRunStatus.FAILURE,
+    dg.DagsterRunStatus.CANCELED,
+}
 
 
 def _content_hashes(folder: Path, previous: dict[str, list]) -> dict[str, list]:
@@ -55,8 +61,21 @@ def landing_sensor(
     if not new:
         return dg.SkipReason("no new or changed landing files")
     # The same files always give the same run key: a file never triggers two loads.
-    run_key = hashlib.sha256("\n".join(new).encode()).hexdigest()
-    return dg.RunRequest(run_key=run_key, tags={"landing_files": str(len(new))})
+    # A failed load is retried (a new key per failure), a few times at most.
+    files_hash = hashlib.sha256("\n".join(new).encode()).hexdigest()
+    earlier = context.instance.get_runs(filters=dg.RunsFilter(tags={"landing_hash": files_hash}))
+    if any(run.status not in FINISHED for run in earlier):
+        return dg.SkipReason("an ingest run for these files is queued or running")
+    if any(run.status == dg.DagsterRunStatus.SUCCESS for run in earlier):
+        return dg.SkipReason("these files were ingested; the ledger shows what was refused")
+    if len(earlier) > MAX_INGEST_RETRIES:
+        return dg.SkipReason(
+            f"ingest of these files failed {len(earlier)} times; see the failed runs"
+        )
+    return dg.RunRequest(
+        run_key=f"{files_hash}-{len(earlier)}",
+        tags={"landing_hash": files_hash, "landing_files": str(len(new))},
+    )
 
 
 @dg.sensor(

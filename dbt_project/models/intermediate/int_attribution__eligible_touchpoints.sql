@@ -47,7 +47,7 @@ eligible as (
     where
         touchpoints.occurred_at <= deals.closed_at
         and touchpoints.occurred_at
-        >= deals.closed_at - make_interval(days => {{ var('attribution_lookback_days') }})
+        >= deals.closed_at - make_interval(secs => {{ var('attribution_lookback_days') }} * 86400)
 ),
 
 ranked as (

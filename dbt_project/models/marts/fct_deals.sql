@@ -12,7 +12,7 @@
             {"columns": ["org_id", "closed_date"]},
             {"columns": ["sourced_partner_id"]},
         ],
-        post_hook="{{ save_watermark(change_log_high_water()) }}",
+        post_hook="{{ save_watermark(change_log_high_water(['int_attribution__eligible_touchpoints'])) }}",
     )
 }}
 -- depends_on: {{ ref('int_attribution__changed_deals') }}

@@ -11,7 +11,7 @@
             {"columns": ["partner_id", "attribution_model"]},
             {"columns": ["org_id", "closed_at"]},
         ],
-        post_hook="{{ save_watermark(change_log_high_water()) }}",
+        post_hook="{{ save_watermark(change_log_high_water(['fct_deals', 'int_attribution__eligible_touchpoints'])) }}",
     )
 }}
 -- depends_on: {{ ref('int_attribution__changed_deals') }}

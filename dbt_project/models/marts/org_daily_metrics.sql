@@ -7,7 +7,7 @@
         tombstone_column="deals_created",
         on_schema_change="fail",
         indexes=[{"columns": ["org_id", "metric_date"], "unique": True}],
-        post_hook="{{ save_watermark(change_log_high_water()) }}",
+        post_hook="{{ save_watermark(change_log_high_water(['fct_deals', 'fct_partner_attribution'])) }}",
     )
 }}
 -- depends_on: {{ ref('int_attribution__changed_deals') }}

@@ -8,7 +8,7 @@
             {"columns": ["partner_id"], "unique": True},
             {"columns": ["org_id", "attributed_revenue_usd_" ~ var("default_attribution_model")]},
         ],
-        post_hook="{{ save_watermark(change_log_high_water()) }}",
+        post_hook="{{ save_watermark(change_log_high_water(['fct_deals', 'fct_partner_attribution'])) }}",
     )
 }}
 -- depends_on: {{ ref('int_attribution__changed_deals') }}
