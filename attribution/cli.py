@@ -131,11 +131,23 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 
 
 def _cmd_bi(args: argparse.Namespace) -> int:
-    from attribution.bi import set_reader_password
+    from attribution import bi
 
     url = database_url()
-    set_reader_password(url)
-    print("bi_reader can log in; connect BI tools as described in docs/bi.md")
+    if args.action == "set-password":
+        bi.set_reader_password(url)
+        print("bi_reader can log in; connect BI tools as described in docs/bi.md")
+        return 0
+    if args.action == "grant-org":
+        known = bi.grant_org(url, args.org_id, args.role)
+        print(f"{args.role} can log in and reads only organization {args.org_id!r} in the marts")
+        if not known:
+            print(f"note: no organization {args.org_id!r} has been loaded yet")
+        return 0
+    removed = bi.revoke_org(url, args.org_id, args.role)
+    print(
+        f"{args.role}: {'revoked' if removed else 'had no grant for'} organization {args.org_id!r}"
+    )
     return 0
 
 
@@ -182,8 +194,21 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--print-env", action="store_true", help="print the environment as exports")
     dev.set_defaults(func=_cmd_dev)
 
-    bi = sub.add_parser("bi", help="BI access: set-password gives bi_reader a login password")
-    bi.add_argument("action", choices=["set-password"])
+    bi = sub.add_parser("bi", help="BI access: logins for all organizations or for one")
+    bi_sub = bi.add_subparsers(dest="action", required=True)
+    bi_sub.add_parser(
+        "set-password", help="give bi_reader (every organization) a password ($BI_READER_PASSWORD)"
+    )
+    for action, help_text in (
+        (
+            "grant-org",
+            "create or update a login that reads one organization only ($BI_ORG_PASSWORD)",
+        ),
+        ("revoke-org", "take an organization from such a login"),
+    ):
+        org = bi_sub.add_parser(action, help=help_text)
+        org.add_argument("org_id")
+        org.add_argument("--role", required=True, help="login name (lower-case letters, digits, _)")
     bi.set_defaults(func=_cmd_bi)
 
     demo = sub.add_parser("demo", help="generate a small dataset and run it end to end")
@@ -196,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DatabaseError, NotADirectoryError, ValueError) as exc:
+    except (DatabaseError, NotADirectoryError, ValueError) as exc:  # bi.AccessError is one
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

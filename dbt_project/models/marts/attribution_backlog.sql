@@ -3,7 +3,9 @@
 -- Won deals whose current version the marts do not reflect yet (SPEC §4.6):
 -- a won version loaded after the marts' last run that is newer than the
 -- version fct_deals shows. A view, so the backlog check always sees now.
--- Reads only versions of batches after the marts' watermark.
+-- Reads only versions of batches after the marts' watermark. The view's owner
+-- bypasses the marts' row security, so the view filters by organization itself
+-- (security.org_readable; security_barrier is set by the marts' post-hook).
 
 with recent_versions as (
     select distinct on (versions.deal_id)
@@ -31,6 +33,7 @@ left join {{ ref('fct_deals') }} as deals
     on recent_versions.deal_id = deals.deal_id
 where
     recent_versions.status = 'won'
+    and security.org_readable(recent_versions.org_id)
     and (
         deals.deal_id is null
         or (recent_versions.updated_at, recent_versions.batch_id, recent_versions.line_no)
