@@ -84,9 +84,10 @@ def targets(platform_url: str) -> list[Target]:
 
 # --- running the PostgreSQL programs ----------------------------------------------------
 def _with_database(url: str, name: str) -> str:
-    params = conninfo_params(url)
-    params["dbname"] = name
-    return make_conninfo(**params)
+    """The same server and credentials, another database (still a URL, so that
+    redact_url can hide its password in messages)."""
+    conninfo_params(url)  # refuse a malformed URL without quoting it
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 def _tool_args(url: str) -> tuple[str, dict[str, str]]:
