@@ -214,7 +214,12 @@ def _dump_roles(url: str, folder: Path, tool: str) -> dict[str, object]:
     for extra in ([], ["--no-role-passwords"]):
         fd = _private_file(path)
         try:
-            _run_tool(tool, ["--roles-only", *extra], _with_database(url, "postgres"), stdout=fd)
+            _run_tool(
+                tool,
+                ["--roles-only", "--no-password", *extra],
+                _with_database(url, "postgres"),
+                stdout=fd,
+            )
             break
         except DatabaseError as exc:
             path.unlink()
