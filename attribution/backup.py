@@ -39,6 +39,7 @@ from psycopg.conninfo import make_conninfo
 
 from attribution.database import (
     DatabaseError,
+    connect,
     conninfo_params,
     pg_client_tool,
     redact_secrets,
@@ -103,6 +104,7 @@ def _tool_args(url: str) -> tuple[str, dict[str, str]]:
 def _run_tool(
     tool: str, args: list[str], url: str, stdout: int | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """Run a libpq program on `url`; its errors come back without the password."""
     conninfo, env = _tool_args(url)
     result = subprocess.run(
         [tool, f"--dbname={conninfo}", *args],
@@ -120,21 +122,12 @@ def _run_tool(
     return result
 
 
-def _connect(url: str, **kwargs: object) -> psycopg.Connection:
-    try:
-        return psycopg.connect(url, **kwargs)  # type: ignore[arg-type]
-    except psycopg.Error as exc:
-        raise DatabaseError(
-            f"cannot connect to {redact_url(url)}: {redact_secrets(str(exc).strip(), url)}"
-        ) from None
-
-
 def _maintenance(url: str) -> psycopg.Connection:
     """A connection to the server but not to `url`'s database (which may be dropped)."""
     try:
         return psycopg.connect(_with_database(url, "postgres"), autocommit=True)
     except psycopg.OperationalError:
-        return _connect(_with_database(url, "template1"), autocommit=True)
+        return connect(_with_database(url, "template1"), autocommit=True)
 
 
 def _server_major(url: str) -> int:
@@ -162,7 +155,7 @@ def _tool_version(tool: str) -> str:
 def _database_facts(url: str) -> dict[str, object]:
     """What pg_dump leaves out without --create and restore puts back: encoding and
     database-level privileges (migration 0002 revokes TEMPORARY from PUBLIC)."""
-    with _connect(url) as conn:
+    with connect(url) as conn:
         version = conn.execute("show server_version").fetchone()[0]
         encoding, size, has_acl = conn.execute(
             "select pg_encoding_to_char(encoding), pg_database_size(oid), datacl is not null"
@@ -350,7 +343,7 @@ def restore_roles(url: str, text: str) -> tuple[list[str], list[str]]:
 # --- restore ----------------------------------------------------------------------------
 def user_relations(url: str) -> int:
     """Tables, views and sequences outside the system schemas that no extension owns."""
-    with _connect(url) as conn:
+    with connect(url) as conn:
         return conn.execute(
             """
             select count(*) from pg_class c
@@ -446,7 +439,7 @@ def restore(platform_url: str, folder: Path, force: bool = False) -> RestoreRepo
         report.warnings += warnings
     for target, entry in plan:
         _recreate(target, entry)
-        with _connect(target.url) as conn:
+        with connect(target.url) as conn:
             superuser = conn.execute(
                 "select rolsuper from pg_roles where rolname = current_user"
             ).fetchone()[0]
@@ -454,7 +447,7 @@ def restore(platform_url: str, folder: Path, force: bool = False) -> RestoreRepo
         if not superuser:  # objects then belong to the restoring role
             args.append("--no-owner")
         _run_tool(pg_restore, [*args, str(folder / entry["file"])], target.url)
-        with _connect(target.url, autocommit=True) as conn:
+        with connect(target.url, autocommit=True) as conn:
             conn.execute("analyze")  # the archive holds no planner statistics
         report.databases.append(f"{target.purpose}: {target.name}")
         report.warnings += [
