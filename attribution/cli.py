@@ -48,7 +48,42 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_backup(args: argparse.Namespace) -> int:
+    from attribution.backup import backup, restore
+
+    if not args.path:
+        print(f"error: attribution db {args.action} needs a directory", file=sys.stderr)
+        return 2
+    url = database_url()
+    folder = Path(args.path)
+    if args.action == "backup":
+        manifest = backup(url, folder)
+        for entry in manifest["databases"]:
+            print(
+                f"{entry['purpose']:<9} {entry['name']:<20} {entry['size_bytes']:>14,} bytes"
+                f"  (database {entry['database_size_bytes']:,} bytes)"
+            )
+        roles = manifest["roles"]
+        hashes = "with password hashes" if roles["with_passwords"] else "WITHOUT passwords"
+        print(f"roles     {len(roles['roles'])} roles {hashes} (file mode 0600)")
+        for skipped in manifest["skipped"]:
+            print(f"skipped   {skipped}: no such database yet")
+        print(f"backup written to {folder} in {manifest['duration_s']} s")
+        return 0
+    report = restore(url, folder, force=args.force)
+    for name in report.databases:
+        print(f"restored  {name}")
+    print(f"roles created: {', '.join(report.roles_created) or 'none (all existed)'}")
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"migrations applied after restore: {', '.join(report.migrations_applied) or 'none'}")
+    print(f"restore finished in {report.duration_s} s into {redact_url(url)}")
+    return 0
+
+
 def _cmd_db(args: argparse.Namespace) -> int:
+    if args.action in ("backup", "restore"):
+        return _cmd_backup(args)
     server = embedded_server()
     external = os.environ.get("DATABASE_URL")
     if args.action == "url":
@@ -181,8 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("directory")
     ing.set_defaults(func=_cmd_ingest)
 
-    db = sub.add_parser("db", help="the database in use: url, start, stop")
-    db.add_argument("action", choices=["url", "start", "stop"])
+    db = sub.add_parser(
+        "db", help="the database in use: url, start, stop, backup PATH, restore PATH"
+    )
+    db.add_argument("action", choices=["url", "start", "stop", "backup", "restore"])
+    db.add_argument("path", nargs="?", help="backup directory (backup, restore)")
+    db.add_argument(
+        "--force", action="store_true", help="restore: replace databases that hold tables"
+    )
     db.set_defaults(func=_cmd_db)
 
     run = sub.add_parser("run", help="ingest LANDING_DIR, build every model and test")

@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import os
 import pwd
+import re
 import secrets
 import shutil
 import socket
@@ -29,11 +30,12 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import psutil
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 DEFAULT_DATABASE = "attribution"
 SUPERUSER = "postgres"
@@ -74,12 +76,42 @@ def embedded_dir() -> Path:
 
 def redact_url(url: str) -> str:
     """The URL with its password replaced, for logs and error messages."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(a database URL that cannot be parsed)"
     if parts.password is None:
         return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{quote(user)}:***@{netloc[-1]}"))
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{host}"))
+
+
+def conninfo_params(url: str) -> dict[str, str]:
+    """libpq's reading of `url` (host, port, user, password, dbname, options); a URL
+    libpq refuses becomes a DatabaseError that does not quote the password."""
+    try:
+        return {k: str(v) for k, v in conninfo_to_dict(url).items() if v is not None}
+    except psycopg.Error as exc:
+        raise DatabaseError(
+            f"not a valid PostgreSQL URL: {redact_secrets(str(exc).strip(), url)}"
+        ) from None
+
+
+def redact_secrets(text: str, *urls: str) -> str:
+    """`text` without the URLs' passwords in any spelling (as written in the URL,
+    percent-decoded, re-encoded): libpq quotes parts of a malformed URL in its errors."""
+    for url in urls:
+        text = text.replace(url, redact_url(url))
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            password = None
+        if not password:
+            continue
+        forms = {password, unquote(password), quote(unquote(password), safe="")}
+        for form in sorted(forms, key=len, reverse=True):
+            text = text.replace(form, "***")
+    return text
 
 
 def _pg_install() -> Path:
@@ -92,6 +124,30 @@ def _pg_install() -> Path:
 
 def _bin(name: str) -> str:
     return str(_pg_install() / name)
+
+
+def _tool_major(path: str) -> int | None:
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30)
+    except OSError:
+        return None
+    found = re.search(r"\) (\d+)", out.stdout)
+    return int(found.group(1)) if found else None
+
+
+def pg_client_tool(name: str, at_least: int = 0) -> str:
+    """The newest `name` (pg_dump, pg_restore, pg_dumpall) among the embedded wheel's
+    and the one on PATH: a client must be at least as new as the server it dumps and
+    the archive it restores, and newer clients read older servers."""
+    candidates = {_bin(name), shutil.which(name) or ""} - {""}
+    versions = {path: _tool_major(path) for path in candidates}
+    best = max((p for p, v in versions.items() if v), key=lambda p: versions[p] or 0, default=None)
+    if best is None or (versions[best] or 0) < at_least:
+        raise DatabaseError(
+            f"no {name} of PostgreSQL {at_least} or newer (found: "
+            f"{', '.join(f'{p} ({v})' for p, v in versions.items()) or 'none'})"
+        )
+    return best
 
 
 def _free_port(preferred: int) -> int:
@@ -323,6 +379,7 @@ def database_url(start: bool = True) -> str:
     """The URL everything connects to: `DATABASE_URL`, else the embedded server's."""
     url = os.environ.get("DATABASE_URL")
     if url:
+        conninfo_params(url)  # fail early and without echoing a malformed password
         return url
     server = embedded_server()
     if start:
@@ -342,6 +399,7 @@ def connect(url: str, **kwargs: object) -> psycopg.Connection:
     """Connect, turning an unreachable server into one clear error without the password."""
     try:
         return psycopg.connect(url, **kwargs)  # type: ignore[arg-type]
-    except psycopg.OperationalError as exc:
-        message = str(exc).replace(url, redact_url(url))
+    except psycopg.Error as exc:
+        # Also ProgrammingError: a malformed URL's error quotes it, password included.
+        message = redact_secrets(str(exc), url)
         raise DatabaseError(f"cannot connect to {redact_url(url)}: {message.strip()}") from None

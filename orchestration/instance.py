@@ -12,10 +12,9 @@ import shutil
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 from psycopg import sql
 
-from attribution.database import project_root
+from attribution.database import connect, project_root
 
 DAGSTER_DATABASE = "dagster"
 
@@ -24,7 +23,7 @@ def dagster_storage_url(platform_url: str) -> str:
     """The `dagster` database next to the platform's, created if missing (psycopg2 URL:
     dagster-postgres needs that driver)."""
     parts = urlsplit(platform_url)
-    with psycopg.connect(platform_url, autocommit=True) as conn:
+    with connect(platform_url, autocommit=True) as conn:  # errors without the password
         exists = conn.execute(
             "select 1 from pg_database where datname = %s", [DAGSTER_DATABASE]
         ).fetchone()
