@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 
 from ingestion.contracts import ENTITY_BY_NAME, FORMULA_PREFIXES, Entity
+from ingestion.discovery import classify
 from ingestion.readers import file_sha256
 from ingestion.service import IngestReport
 
@@ -119,17 +120,18 @@ def _check_identifiers(conn: psycopg.Connection, entity: Entity, batch_id: int) 
 def assert_ingested_safely(url: str, landing: Path, report: IngestReport) -> None:
     """Every file of `landing` ended loaded, refused-and-recorded or skipped; nothing lost."""
     assert report.errors == [], report.errors
-    on_disk = sorted(
-        p.name for p in landing.iterdir() if p.is_file() and not p.name.startswith(".")
-    )
-    assert sorted(f.file_name for f in report.files) == on_disk
+    # By the name the ledger uses (bytes that are not UTF-8 appear as \\xNN escapes).
+    on_disk = {
+        classify(p).name: p for p in landing.iterdir() if p.is_file() and not p.name.startswith(".")
+    }
+    assert sorted(f.file_name for f in report.files) == sorted(on_disk)
     with psycopg.connect(url) as conn:
         for result in report.files:
             assert result.status in ("loaded", "refused", "skipped"), result
             ledger = conn.execute(
                 "select batch_id, outcome, entity, rows_read, rows_loaded, rows_quarantined,"
                 " error_message from raw.ingest_batches where file_name = %s and content_hash = %s",
-                [result.file_name, file_sha256(landing / result.file_name)],
+                [result.file_name, file_sha256(on_disk[result.file_name])],
             ).fetchone()
             assert ledger is not None, f"{result.file_name}: not in the ledger"
             batch_id, outcome, entity_name, read, loaded, quarantined, error = ledger

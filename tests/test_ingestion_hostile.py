@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -195,6 +196,25 @@ def test_sql_in_values_and_file_names_is_data(db_url: str, landing: Path) -> Non
     assert names["o2"] == "%s %(batch_id)s $1 \\N \\." and "o3', 'x')--" in names
     assert fetch(db_url, "select count(*) from raw.ingest_batches where file_name = %s",
                  [f"organizations_{SQL_TEXT}.csv"]) == [(1,)]  # fmt: skip
+
+
+def test_odd_file_names(db_url: str, landing: Path) -> None:
+    """A name that is not UTF-8 is refused and recorded (shown with \\x escapes); a newline
+    or 253 characters in a name are only names."""
+    body = ORG_HEADER + "n1,Named,2026-01-01\n"
+    with open(os.fsencode(landing) + b"/organizations_\xff\xfe.csv", "w") as handle:
+        handle.write(body)
+    (landing / "organizations_new\nline.csv").write_text(body)
+    (landing / ("organizations_" + "L" * 235 + ".csv")).write_text(body)
+    files = ingest(db_url, landing)
+    refused = files["organizations_\\xff\\xfe.csv"]
+    assert refused.status == "refused"
+    assert refused.message == (
+        "organizations_\\xff\\xfe.csv: file name is not valid UTF-8 (bytes shown as \\xNN);"
+        " rename the file"
+    )
+    assert files["organizations_new\nline.csv"].rows_loaded == 1
+    assert files["organizations_" + "L" * 235 + ".csv"].rows_loaded == 1
 
 
 FORMULAS = ['=HYPERLINK("http://evil","click")', "+cmd", "-2+3", "@SUM(A1)", "\tTab", "\rCR"]
