@@ -31,6 +31,8 @@ class Field:
     default: str | None = None
     # Required only when another field holds one of some values: (field, values).
     required_when: tuple[str, tuple[str, ...]] | None = None
+    # An identifier (join key) must not start with a spreadsheet formula character.
+    identifier: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class Entity:
 ORGANIZATIONS = Entity(
     "organizations",
     (
-        Field("org_id", required=True),
+        Field("org_id", required=True, identifier=True),
         Field("name", required=True),
         Field("plan"),
         Field("created_at", Kind.TIMESTAMP),
@@ -68,8 +70,8 @@ ORGANIZATIONS = Entity(
 PARTNERS = Entity(
     "partners",
     (
-        Field("partner_id", required=True),
-        Field("org_id", required=True),
+        Field("partner_id", required=True, identifier=True),
+        Field("org_id", required=True, identifier=True),
         Field("name", required=True),
         Field("partner_type"),
         Field("status", Kind.ENUM, choices=("active", "inactive"), default="active"),
@@ -81,8 +83,8 @@ PARTNERS = Entity(
 DEALS = Entity(
     "deals",
     (
-        Field("deal_id", required=True),
-        Field("org_id", required=True),
+        Field("deal_id", required=True, identifier=True),
+        Field("org_id", required=True, identifier=True),
         Field("name"),
         Field("amount", Kind.AMOUNT, required=True),
         Field("currency", Kind.CURRENCY, required=True),
@@ -96,10 +98,10 @@ DEALS = Entity(
 TOUCHPOINTS = Entity(
     "touchpoints",
     (
-        Field("touchpoint_id", required=True),
-        Field("org_id", required=True),
-        Field("deal_id", required=True),
-        Field("partner_id", required=True),
+        Field("touchpoint_id", required=True, identifier=True),
+        Field("org_id", required=True, identifier=True),
+        Field("deal_id", required=True, identifier=True),
+        Field("partner_id", required=True, identifier=True),
         Field("touchpoint_type", Kind.LOWER_TEXT, required=True),
         Field("occurred_at", Kind.TIMESTAMP, required=True),
     ),
@@ -121,3 +123,7 @@ ENTITY_BY_NAME = {e.name: e for e in ENTITIES}
 FILE_EXTENSIONS = (".csv", ".jsonl")
 # Longest text value accepted; a longer one is quarantined with its length.
 MAX_FIELD_CHARS = 1_000_000
+# First characters that make a spreadsheet read a cell as a formula (OWASP CSV
+# injection): an identifier starting with one is quarantined; display text keeps
+# it in raw and is neutralized in dbt staging (macro spreadsheet_safe).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")

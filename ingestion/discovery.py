@@ -23,7 +23,12 @@ class LandingFile:
 
     @property
     def name(self) -> str:
-        return self.path.name
+        """The file name as storable text (bytes that are not UTF-8 shown as \\xNN)."""
+        return _as_text(self.path.name)
+
+    @property
+    def path_text(self) -> str:
+        return _as_text(str(self.path))
 
     @property
     def size(self) -> int:
@@ -35,6 +40,12 @@ class LandingFile:
         return suffix if f".{suffix}" in FILE_EXTENSIONS else None
 
 
+def _as_text(os_name: str) -> str:
+    """A file-system name as valid UTF-8 text: Python keeps undecodable bytes as lone
+    surrogates, which PostgreSQL cannot store; they become visible `\\xNN` escapes."""
+    return os_name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def classify(path: Path) -> LandingFile:
     lower = path.name.lower()
     entity = next((e for e in ENTITIES if lower.startswith(e.name)), None)
@@ -42,6 +53,10 @@ def classify(path: Path) -> LandingFile:
         prefixes = ", ".join(f"{e.name}*" for e in ENTITIES)
         return LandingFile(
             path, None, f"file name does not start with an entity prefix ({prefixes})"
+        )
+    if _as_text(path.name) != path.name:
+        return LandingFile(
+            path, entity, "file name is not valid UTF-8 (bytes shown as \\xNN); rename the file"
         )
     if not lower.endswith(FILE_EXTENSIONS):
         return LandingFile(

@@ -95,7 +95,7 @@ def _record_refusal(
             """,
             [
                 landing.name,
-                str(landing.path),
+                landing.path_text,
                 landing.entity.name if landing.entity else None,
                 landing.file_format,
                 content_hash,
@@ -164,7 +164,7 @@ def load_file(conn: psycopg.Connection, landing: LandingFile) -> FileResult:
                 """,
                 [
                     landing.name,
-                    str(landing.path),
+                    landing.path_text,
                     entity.name,
                     landing.file_format,
                     content_hash,

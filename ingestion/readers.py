@@ -89,6 +89,11 @@ class _NulFilter:
             yield line
 
 
+def _storable(text: str) -> str:
+    """`text` as PostgreSQL text can hold it: NUL shown as `\\x00`, lone surrogates escaped."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _normalize_header(names: list[str]) -> list[str]:
     return [name.strip().lower() for name in names]
 
@@ -186,8 +191,13 @@ class JsonlReader:
         blank = (None,) * len(fields)
         try:
             obj = json.loads(line, parse_float=str, parse_int=str, parse_constant=str)
-        except RecursionError:
-            return (line_no, "line is not valid JSON: nested too deeply", line, *blank)
+        except RecursionError:  # raised before the parser reaches a NUL byte further on
+            return (
+                line_no,
+                "line is not valid JSON: nested too deeply",
+                line.replace("\x00", "\\x00"),
+                *blank,
+            )
         except ValueError as exc:
             return (
                 line_no,
@@ -198,8 +208,8 @@ class JsonlReader:
         if not isinstance(obj, dict):
             return (line_no, f"expected a JSON object, got {type(obj).__name__}", line, *blank)
         extra = obj.keys() - set(fields)
-        if extra:
-            self._ignored.update(dict.fromkeys(sorted(extra)))
+        if extra:  # a key may hold \u0000 or a lone surrogate, which the ledger cannot store
+            self._ignored.update(dict.fromkeys(sorted(map(_storable, extra))))
         values: list[str | None] = []
         for name in fields:
             value = obj.get(name)

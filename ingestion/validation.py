@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from ingestion.contracts import MAX_FIELD_CHARS, Entity, Field, Kind
+from ingestion.contracts import FORMULA_PREFIXES, MAX_FIELD_CHARS, Entity, Field, Kind
 
 LANDING_TABLE = "landing"
 # Row-level problems found while parsing (bad CSV/JSON) arrive in these columns.
@@ -143,6 +143,8 @@ def rules(field: Field, entity: Entity) -> list[Rule]:
                 _message(f"{name}: required when {other_name} is %s", other),
             )
         )
+    if field.identifier:
+        found.append(_formula_rule(name, raw))
     found.append(
         Rule(
             sql.SQL("coalesce(length({}) <= {}, true)").format(raw, sql.Literal(MAX_FIELD_CHARS)),
@@ -226,6 +228,30 @@ def rules(field: Field, entity: Entity) -> list[Rule]:
         case _:
             pass
     return found
+
+
+def _formula_rule(name: str, raw: sql.Composable) -> Rule:
+    """An identifier must not start like a spreadsheet formula (`=cmd`, `@SUM(A1)`).
+
+    Identifiers are join keys shown as-is in every export, so unlike display text
+    they cannot be neutralized by prefixing a quote downstream; such a row is
+    quarantined instead (docs/ingestion.md, "Hostile input").
+    """
+    first = sql.SQL("left({}, 1)").format(raw)
+    return Rule(
+        sql.SQL("coalesce({} not in ({}), true)").format(
+            first, sql.SQL(", ").join(map(sql.Literal, FORMULA_PREFIXES))
+        ),
+        _message(
+            f"{name}: %s starts with %s, which a spreadsheet would run as a formula"
+            " (expected an identifier not starting with =, +, -, @, a tab or a carriage return)",
+            _shown(raw),
+            sql.SQL(
+                "case {first} when chr(9) then 'a tab' when chr(13) then 'a carriage return'"
+                " else quote_literal({first}) end"
+            ).format(first=first),
+        ),
+    )
 
 
 def _all_rules(entity: Entity) -> list[Rule]:

@@ -321,6 +321,13 @@ def expected_attribution(
 # --------------------------------------------------------------------------
 
 
+def spreadsheet_safe(text: str | None) -> str | None:
+    """Display text as the marts show it: a leading quote before =, +, -, @, tab or CR."""
+    if text and text.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return "'" + text
+    return text
+
+
 def expected_deals(data: RawData, lookback_days: int = DEFAULT_LOOKBACK_DAYS) -> dict[str, dict]:
     """One row of facts per current deal (any status), keyed by deal_id."""
     state = _State.of(data)
@@ -331,7 +338,7 @@ def expected_deals(data: RawData, lookback_days: int = DEFAULT_LOOKBACK_DAYS) ->
         facts[deal["deal_id"]] = {
             "deal_id": deal["deal_id"],
             "org_id": deal["org_id"],
-            "deal_name": deal["name"],
+            "deal_name": spreadsheet_safe(deal["name"]),
             "status": deal["status"],
             "amount": deal["amount"],
             "currency": deal["currency"],

@@ -3,7 +3,7 @@
 select
     deal_id,
     org_id,
-    name as deal_name,
+    {{ spreadsheet_safe('name') }} as deal_name,
     amount,
     currency,
     status,

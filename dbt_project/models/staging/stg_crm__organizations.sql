@@ -1,8 +1,8 @@
 -- Current version of each organization: greatest updated_at, ties to the version loaded last.
 select distinct on (org_id)
     org_id,
-    name as org_name,
-    plan,
+    {{ spreadsheet_safe('name') }} as org_name,
+    {{ spreadsheet_safe('plan') }} as plan,
     created_at,
     updated_at,
     batch_id,

@@ -2,8 +2,8 @@
 select distinct on (partner_id)
     partner_id,
     org_id,
-    name as partner_name,
-    partner_type,
+    {{ spreadsheet_safe('name') }} as partner_name,
+    {{ spreadsheet_safe('partner_type') }} as partner_type,
     status as partner_status,
     created_at,
     updated_at,
