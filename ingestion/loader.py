@@ -15,6 +15,7 @@ loader of the same file wait, then see it as already loaded.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg import sql
 
+from ingestion import fastcsv
 from ingestion.contracts import Entity
 from ingestion.discovery import LandingFile
 from ingestion.readers import (
@@ -37,10 +39,11 @@ from ingestion.validation import (
     LINE_NO,
     PARSE_ERROR,
     RAW_TEXT,
+    LineNumbers,
     landing_ddl,
     load_valid_sql,
-    mark_rejects_sql,
     quarantine_sql,
+    source_sql,
 )
 
 # The dbt models take this lock in shared mode (macro lock_ingestion): same key.
@@ -107,10 +110,17 @@ def _record_refusal(
     return row[0] if row else None
 
 
+# Local buffers for the landing table (PostgreSQL's default is 8 MB): a batch that
+# fits stays in memory instead of being written out and read back.
+TEMP_BUFFERS = "256MB"
+
+
 def _copy_rows(
     conn: psycopg.Connection, entity: Entity, landing: LandingFile, hashing: HashingReader
 ) -> tuple[int, list[str]]:
-    """Stream the file into the landing table; return (rows read, ignored columns)."""
+    """Parse the file in Python and stream the rows into a new landing table;
+    return (rows read, ignored columns)."""
+    conn.execute(landing_ddl(entity))
     text = open_text(hashing)  # type: ignore[arg-type]
     reader = make_reader(entity, text, landing.name)
     columns = [LINE_NO, PARSE_ERROR, RAW_TEXT, *reader.present_fields]
@@ -123,6 +133,40 @@ def _copy_rows(
         for rows, row in enumerate(reader, 1):  # noqa: B007 - rows is the count afterwards
             write(row)
     return rows, reader.ignored_columns
+
+
+def _land(
+    conn: psycopg.Connection, entity: Entity, landing: LandingFile
+) -> tuple[int, list[str], sql.Composed, HashingReader]:
+    """Fill the landing table: COPY's own CSV parser when it can, else the Python reader.
+
+    Returns rows read, ignored columns, the routing statements' source and the
+    reader whose digest covers every byte that was loaded.
+    """
+    if landing.file_format == "csv":
+        with open(landing.path, "rb") as raw:
+            hashing = HashingReader(raw)
+            try:
+                with conn.transaction():  # a savepoint: giving up leaves no trace
+                    fast = fastcsv.copy_csv(conn, entity, landing.name, hashing)
+            except (fastcsv.NotForFastPath, *fastcsv.PARSER_REJECTED):
+                pass
+            else:
+                source = source_sql(entity, fast.line_numbers, fast.landed_columns)
+                return fast.rows, fast.ignored_columns, source, hashing
+    with open(landing.path, "rb") as raw:
+        hashing = HashingReader(raw)
+        try:
+            rows_read, ignored = _copy_rows(conn, entity, landing, hashing)
+        except UnicodeDecodeError:
+            raise FileRefused(describe_decode_error(landing.path)) from None
+    return rows_read, ignored, source_sql(entity, LineNumbers.COLUMN), hashing
+
+
+def _enlarge_temp_buffers(conn: psycopg.Connection) -> None:
+    """Only possible before the session's first temporary table; later it stays as is."""
+    with contextlib.suppress(psycopg.errors.InvalidParameterValue):
+        conn.execute(sql.SQL("set temp_buffers = {}").format(sql.Literal(TEMP_BUFFERS)))
 
 
 def load_file(conn: psycopg.Connection, landing: LandingFile) -> FileResult:
@@ -145,6 +189,7 @@ def load_file(conn: psycopg.Connection, landing: LandingFile) -> FileResult:
 
     entity = landing.entity
     assert entity is not None
+    _enlarge_temp_buffers(conn)
     try:
         with conn.transaction():
             conn.execute("set local timezone = 'UTC'")
@@ -172,23 +217,18 @@ def load_file(conn: psycopg.Connection, landing: LandingFile) -> FileResult:
                     started,
                 ],
             ).fetchone()
-            conn.execute(landing_ddl(entity))
-            with open(landing.path, "rb") as raw:
-                hashing = HashingReader(raw)
-                try:
-                    rows_read, ignored = _copy_rows(conn, entity, landing, hashing)
-                except UnicodeDecodeError:
-                    raise FileRefused(describe_decode_error(landing.path)) from None
+            rows_read, ignored, source, hashing = _land(conn, entity, landing)
             if hashing.digest.hexdigest() != content_hash:
                 raise FileChangedDuringLoad(
                     f"{landing.name} changed while it was being loaded; it will load on the next run"
                 )
-            conn.execute(mark_rejects_sql(entity))
-            quarantined = conn.execute(
-                quarantine_sql(entity),
-                {"batch_id": batch_id, "entity": entity.name, "source_file": landing.name},
-            ).rowcount
-            loaded = conn.execute(load_valid_sql(entity), {"batch_id": batch_id}).rowcount
+            loaded = conn.execute(load_valid_sql(entity, source), {"batch_id": batch_id}).rowcount
+            quarantined = 0
+            if loaded != rows_read:  # a clean file needs no second pass
+                quarantined = conn.execute(
+                    quarantine_sql(entity, source),
+                    {"batch_id": batch_id, "entity": entity.name, "source_file": landing.name},
+                ).rowcount
             if loaded + quarantined != rows_read:
                 raise RuntimeError(
                     f"{landing.name}: read {rows_read} rows but routed {loaded} + {quarantined}"

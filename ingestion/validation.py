@@ -1,7 +1,11 @@
 """Set-based validation in SQL: route a landed batch to raw or to the quarantine.
 
-Three statements per batch: mark the rows that break a rule (with every reason),
-copy them to `raw.quarantine`, insert the rest, typed, into `raw.<entity>`.
+Two statements per batch: insert the rows that pass every rule, typed, into
+`raw.<entity>`; then, only when some row did not pass, insert the others into
+`raw.quarantine` with every reason. Both read the landing table through
+`source_sql`, which computes each field's normalized value once per row (a
+subquery with OFFSET 0, so PostgreSQL does not inline the expressions back into
+every rule that uses them) and the line number.
 
 Validating in the database instead of row by row in Python keeps ingestion near
 COPY speed (SPEC §7). The SQL is composed from the contracts with `psycopg.sql`:
@@ -14,7 +18,9 @@ what was expected, so a person can fix the source row (SPEC §3.2).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 
 from psycopg import sql
 
@@ -25,7 +31,7 @@ LANDING_TABLE = "landing"
 PARSE_ERROR = "_parse_error"
 RAW_TEXT = "_raw_text"
 LINE_NO = "_line_no"
-REASON = "_reason"  # set by mark_rejects_sql on rows bound for the quarantine
+NORMALIZED = "_n_"  # prefix of the normalized copy of each field in source_sql
 
 # Shape checks before the type's own parser, which also accepts words
 # ('yesterday', 'NaN'), other date orders and `1_000` / `0x1F` numbers that the
@@ -35,14 +41,19 @@ _DECIMAL_CHARS = "0123456789.eE+-"
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
-def landing_ddl(entity: Entity) -> sql.Composed:
-    """A temporary table of text columns that COPY fills; dropped at commit."""
+def landing_ddl(entity: Entity, extra_columns: Sequence[str] = ()) -> sql.Composed:
+    """A temporary table of text columns that COPY fills; dropped at commit.
+
+    `extra_columns` receive a file's unknown columns when PostgreSQL parses the CSV
+    itself (COPY needs a target for every column of the file). `_line_no` stays
+    null on that path: `source_sql` numbers the rows instead.
+    """
     columns = [
-        sql.SQL("{} bigint not null").format(sql.Identifier(LINE_NO)),
+        sql.SQL("{} bigint").format(sql.Identifier(LINE_NO)),
         sql.SQL("{} text").format(sql.Identifier(PARSE_ERROR)),
         sql.SQL("{} text").format(sql.Identifier(RAW_TEXT)),
-        sql.SQL("{} text").format(sql.Identifier(REASON)),
         *(sql.SQL("{} text").format(sql.Identifier(name)) for name in entity.field_names),
+        *(sql.SQL("{} text").format(sql.Identifier(name)) for name in extra_columns),
     ]
     return sql.SQL("create temporary table {} ({}) on commit drop").format(
         sql.Identifier(LANDING_TABLE), sql.SQL(", ").join(columns)
@@ -79,9 +90,14 @@ def normalized(field: Field) -> sql.Composable:
     return value
 
 
+def normalized_column(field: Field) -> sql.Identifier:
+    """The column of `source_sql` holding `normalized(field)`, computed once per row."""
+    return sql.Identifier(NORMALIZED + field.name)
+
+
 def typed(field: Field) -> sql.Composable:
-    """The normalized value cast to the raw table's column type."""
-    value = normalized(field)
+    """The normalized value cast to the raw table's column type (reads `source_sql`)."""
+    value = normalized_column(field)
     match field.kind:
         case Kind.TIMESTAMP:
             return sql.SQL("({})::timestamptz").format(value)
@@ -122,7 +138,7 @@ class Rule:
 def rules(field: Field, entity: Entity) -> list[Rule]:
     name = field.name
     raw = sql.Identifier(name)
-    v = sql.SQL("({})").format(normalized(field))
+    v = normalized_column(field)  # normalized(field), computed once per row by source_sql
     shown = _shown(raw)
     found: list[Rule] = []
     if field.required:
@@ -134,7 +150,7 @@ def rules(field: Field, entity: Entity) -> list[Rule]:
         )
     if field.required_when is not None:
         other_name, values = field.required_when
-        other = sql.SQL("({})").format(normalized(entity.field(other_name)))
+        other = normalized_column(entity.field(other_name))
         found.append(
             Rule(
                 sql.SQL("({} is not null or {} is null or {} not in ({}))").format(
@@ -232,28 +248,116 @@ def _all_rules(entity: Entity) -> list[Rule]:
     return [rule for f in entity.fields for rule in rules(f, entity)]
 
 
-def mark_rejects_sql(entity: Entity) -> sql.Composed:
-    """Set `_reason` on every landed row that must be quarantined (all its problems)."""
+class LineNumbers(Enum):
+    """Where a landed row's line number comes from."""
+
+    COLUMN = "column"  # `_line_no`, filled by the Python readers
+    ORDINAL = "ordinal"  # one record per line after the header: line = row number + 1
+    COUNTED = "counted"  # records may span lines: add the line breaks inside earlier records
+
+
+def _line_breaks(columns: Sequence[str]) -> sql.Composable:
+    """Line breaks inside a row's values, counted as Python's csv reader counts lines
+    (LF, CRLF and a lone CR are one line end each)."""
+    parts = []
+    for name in columns:
+        unified = sql.SQL(
+            "replace(replace(coalesce({}, ''), E'\\r\\n', E'\\n'), E'\\r', E'\\n')"
+        ).format(sql.Identifier(name))
+        parts.append(sql.SQL("(length({u}) - length(replace({u}, E'\\n', '')))").format(u=unified))
+    return sql.SQL(" + ").join(parts)
+
+
+def source_sql(
+    entity: Entity,
+    line_numbers: LineNumbers = LineNumbers.COLUMN,
+    landed_columns: Sequence[str] = (),
+) -> sql.Composed:
+    """The landing table as the routing statements read it: raw fields, their
+    normalized values (`normalized_column`), parse error, raw text and line number.
+
+    Row numbers come from `row_number() over ()` on a plain scan of the landing
+    table: a temporary table filled by one COPY in this transaction holds its rows
+    in file order, and temporary tables are never scanned in parallel or from a
+    synchronized start. `landed_columns` (every text column COPY filled) is only
+    needed for LineNumbers.COUNTED.
+    """
+    landing = sql.Identifier(LANDING_TABLE)
+    base_cols = [
+        sql.Identifier(PARSE_ERROR),
+        sql.Identifier(RAW_TEXT),
+        *(sql.Identifier(name) for name in entity.field_names),
+    ]
+    match line_numbers:
+        case LineNumbers.COLUMN:
+            rows: sql.Composable = landing
+            line_no: sql.Composable = sql.Identifier(LINE_NO)
+        case LineNumbers.ORDINAL:
+            rows = landing
+            line_no = sql.SQL("row_number() over () + 1")
+        case LineNumbers.COUNTED:
+            rows = sql.SQL(
+                "(select row_number() over () as _ord, ({breaks}) as _breaks, {cols} from {landing}) as numbered"
+            ).format(
+                breaks=_line_breaks(landed_columns),
+                cols=sql.SQL(", ").join(base_cols),
+                landing=landing,
+            )
+            line_no = sql.SQL(
+                "_ord + 1 + coalesce(sum(_breaks) over"
+                " (order by _ord rows between unbounded preceding and 1 preceding), 0)"
+            )
+    return sql.SQL(
+        "(select {line_no} as {line_col}, {cols}, {normalized} from {rows} offset 0) as {alias}"
+    ).format(
+        line_no=line_no,
+        line_col=sql.Identifier(LINE_NO),
+        cols=sql.SQL(", ").join(base_cols),
+        normalized=sql.SQL(", ").join(
+            sql.SQL("{} as {}").format(normalized(f), normalized_column(f)) for f in entity.fields
+        ),
+        rows=rows,
+        alias=landing,
+    )
+
+
+def _valid(entity: Entity) -> sql.Composable:
+    """True for a row that parsed and passes every rule (never null)."""
+    all_ok = sql.SQL(" and ").join(sql.SQL("({})").format(r.ok) for r in _all_rules(entity))
+    return sql.SQL("({} is null and coalesce({}, false))").format(
+        sql.Identifier(PARSE_ERROR), all_ok
+    )
+
+
+def load_valid_sql(entity: Entity, source: sql.Composable) -> sql.Composed:
+    """Insert the rows that pass, typed, into raw.<entity>. Parameter: batch_id."""
+    return sql.SQL(
+        """
+        insert into raw.{table} (batch_id, line_no, {target_cols})
+        select %(batch_id)s, {line_no}, {typed_cols}
+        from {source}
+        where {valid}
+        """
+    ).format(
+        table=sql.Identifier(entity.table),
+        target_cols=sql.SQL(", ").join(sql.Identifier(f.name) for f in entity.fields),
+        line_no=sql.Identifier(LINE_NO),
+        typed_cols=sql.SQL(", ").join(typed(f) for f in entity.fields),
+        source=source,
+        valid=_valid(entity),
+    )
+
+
+def quarantine_sql(entity: Entity, source: sql.Composable) -> sql.Composed:
+    """Insert the rows that do not pass into raw.quarantine, with every reason.
+
+    Parameters: batch_id, entity, source_file.
+    """
     found = _all_rules(entity)
-    all_ok = sql.SQL(" and ").join(sql.SQL("({})").format(r.ok) for r in found)
     reasons = sql.SQL(", ").join(
         sql.SQL("case when not coalesce({}, false) then {} end").format(r.ok, r.message)
         for r in found
     )
-    return sql.SQL(
-        "update {landing} set {reason} = coalesce({parse_error}, concat_ws('; ', {reasons}))"
-        " where {parse_error} is not null or not coalesce({all_ok}, false)"
-    ).format(
-        landing=sql.Identifier(LANDING_TABLE),
-        reason=sql.Identifier(REASON),
-        parse_error=sql.Identifier(PARSE_ERROR),
-        reasons=reasons,
-        all_ok=all_ok,
-    )
-
-
-def quarantine_sql(entity: Entity) -> sql.Composed:
-    """Copy the marked rows to raw.quarantine. Parameters: batch_id, entity, source_file."""
     record = sql.SQL("jsonb_build_object({})").format(
         sql.SQL(", ").join(
             sql.SQL("{}, {}").format(sql.Literal(f.name), sql.Identifier(f.name))
@@ -264,34 +368,17 @@ def quarantine_sql(entity: Entity) -> sql.Composed:
         """
         insert into raw.quarantine (batch_id, entity, source_file, line_no, record, raw_text, reason)
         select %(batch_id)s, %(entity)s, %(source_file)s, {line_no},
-               case when {parse_error} is null then {record} end, {raw_text}, {reason}
-        from {landing}
-        where {reason} is not null
+               case when {parse_error} is null then {record} end, {raw_text},
+               coalesce({parse_error}, concat_ws('; ', {reasons}))
+        from {source}
+        where not {valid}
         """
     ).format(
         line_no=sql.Identifier(LINE_NO),
         parse_error=sql.Identifier(PARSE_ERROR),
         record=record,
         raw_text=sql.Identifier(RAW_TEXT),
-        reason=sql.Identifier(REASON),
-        landing=sql.Identifier(LANDING_TABLE),
-    )
-
-
-def load_valid_sql(entity: Entity) -> sql.Composed:
-    """Insert the unmarked rows, typed, into raw.<entity>. Parameter: batch_id."""
-    return sql.SQL(
-        """
-        insert into raw.{table} (batch_id, line_no, {target_cols})
-        select %(batch_id)s, {line_no}, {typed_cols}
-        from {landing}
-        where {reason} is null
-        """
-    ).format(
-        table=sql.Identifier(entity.table),
-        target_cols=sql.SQL(", ").join(sql.Identifier(f.name) for f in entity.fields),
-        line_no=sql.Identifier(LINE_NO),
-        typed_cols=sql.SQL(", ").join(typed(f) for f in entity.fields),
-        landing=sql.Identifier(LANDING_TABLE),
-        reason=sql.Identifier(REASON),
+        reasons=reasons,
+        source=source,
+        valid=_valid(entity),
     )
