@@ -38,12 +38,14 @@ from ingestion.validation import (
     LANDING_TABLE,
     LINE_NO,
     PARSE_ERROR,
+    QUARANTINE_COLUMNS,
     RAW_TEXT,
     LineNumbers,
     landing_ddl,
-    load_valid_sql,
-    quarantine_sql,
+    raw_copy_sql,
+    rejected_rows_copy_sql,
     source_sql,
+    valid_rows_copy_sql,
 )
 
 # The dbt models take this lock in shared mode (macro lock_ingestion): same key.
@@ -113,6 +115,7 @@ def _record_refusal(
 # Local buffers for the landing table (PostgreSQL's default is 8 MB): a batch that
 # fits stays in memory instead of being written out and read back.
 TEMP_BUFFERS = "256MB"
+PIPE_BLOCK_BYTES = 1 << 18
 
 
 def _copy_rows(
@@ -163,14 +166,89 @@ def _land(
     return rows_read, ignored, source_sql(entity, LineNumbers.COLUMN), hashing
 
 
-def _enlarge_temp_buffers(conn: psycopg.Connection) -> None:
-    """Only possible before the session's first temporary table; later it stays as is."""
+def open_staging(conn: psycopg.Connection) -> psycopg.Connection:
+    """A second session to the same database, for the landing table (see load_file)."""
+    staging = psycopg.connect(conn.info.dsn, password=conn.info.password, autocommit=True)
+    staging.execute("set timezone = 'UTC'")
+    # Local buffers for the landing table (the default is 8 MB): only settable
+    # before the session's first temporary table.
     with contextlib.suppress(psycopg.errors.InvalidParameterValue):
-        conn.execute(sql.SQL("set temp_buffers = {}").format(sql.Literal(TEMP_BUFFERS)))
+        staging.execute(sql.SQL("set temp_buffers = {}").format(sql.Literal(TEMP_BUFFERS)))
+    return staging
 
 
-def load_file(conn: psycopg.Connection, landing: LandingFile) -> FileResult:
-    """Load one file as one batch. `conn` must be in autocommit mode (we manage transactions)."""
+def _pipe(
+    staging: psycopg.Connection,
+    copy_out: sql.Composed,
+    conn: psycopg.Connection,
+    copy_in: sql.Composed,
+) -> int:
+    """Stream COPY TO STDOUT of `staging` into COPY FROM STDIN of `conn`; rows copied."""
+    into_cursor = conn.cursor()
+    with staging.cursor().copy(copy_out) as out, into_cursor.copy(copy_in) as into:
+        # One message per row comes out; writing them in blocks saves calls.
+        block = bytearray()
+        for data in out:
+            block += data
+            if len(block) >= PIPE_BLOCK_BYTES:
+                into.write(block)
+                block = bytearray()
+        if block:
+            into.write(block)
+    return into_cursor.rowcount
+
+
+def _route(
+    staging: psycopg.Connection,
+    conn: psycopg.Connection,
+    entity: Entity,
+    source: sql.Composed,
+    batch_id: int,
+    rows_read: int,
+    file_name: str,
+) -> tuple[int, int]:
+    """Valid rows to raw.<entity>, the others to raw.quarantine; (loaded, quarantined)."""
+    loaded = _pipe(
+        staging, valid_rows_copy_sql(entity, source, batch_id), conn, raw_copy_sql(entity)
+    )
+    if loaded == rows_read:  # a clean file needs no second pass
+        return loaded, 0
+    conn.execute(
+        "create temporary table if not exists quarantine_landing"
+        " (line_no bigint, record jsonb, raw_text text, reason text) on commit delete rows"
+    )
+    _pipe(
+        staging,
+        rejected_rows_copy_sql(entity, source),
+        conn,
+        sql.SQL("copy quarantine_landing ({}) from stdin").format(
+            sql.SQL(", ").join(map(sql.Identifier, QUARANTINE_COLUMNS))
+        ),
+    )
+    quarantined = conn.execute(
+        """
+        insert into raw.quarantine
+            (batch_id, entity, source_file, line_no, record, raw_text, reason)
+        select %s, %s, %s, line_no, record, raw_text, reason from quarantine_landing
+        """,
+        [batch_id, entity.name, file_name],
+    ).rowcount
+    return loaded, quarantined
+
+
+def load_file(
+    conn: psycopg.Connection, landing: LandingFile, staging: psycopg.Connection | None = None
+) -> FileResult:
+    """Load one file as one batch. `conn` must be in autocommit mode (we manage transactions).
+
+    `staging` is a second session (open_staging) that holds the landing table and
+    streams the routed rows back through COPY, so they enter the raw tables by
+    COPY's bulk insert inside `conn`'s transaction; without it one is opened for
+    this file.
+    """
+    if staging is None and landing.problem is None:
+        with open_staging(conn) as own:
+            return load_file(conn, landing, own)
     started = datetime.now(UTC)
     clock = time.perf_counter()
     content_hash = file_sha256(landing.path)
@@ -188,8 +266,7 @@ def load_file(conn: psycopg.Connection, landing: LandingFile) -> FileResult:
         return result
 
     entity = landing.entity
-    assert entity is not None
-    _enlarge_temp_buffers(conn)
+    assert entity is not None and staging is not None
     try:
         with conn.transaction():
             conn.execute("set local timezone = 'UTC'")
@@ -217,18 +294,17 @@ def load_file(conn: psycopg.Connection, landing: LandingFile) -> FileResult:
                     started,
                 ],
             ).fetchone()
-            rows_read, ignored, source, hashing = _land(conn, entity, landing)
-            if hashing.digest.hexdigest() != content_hash:
-                raise FileChangedDuringLoad(
-                    f"{landing.name} changed while it was being loaded; it will load on the next run"
+            # The landing table lives in `staging`'s transaction (dropped at its end).
+            with staging.transaction():
+                rows_read, ignored, source, hashing = _land(staging, entity, landing)
+                if hashing.digest.hexdigest() != content_hash:
+                    raise FileChangedDuringLoad(
+                        f"{landing.name} changed while it was being loaded;"
+                        " it will load on the next run"
+                    )
+                loaded, quarantined = _route(
+                    staging, conn, entity, source, batch_id, rows_read, landing.name
                 )
-            loaded = conn.execute(load_valid_sql(entity, source), {"batch_id": batch_id}).rowcount
-            quarantined = 0
-            if loaded != rows_read:  # a clean file needs no second pass
-                quarantined = conn.execute(
-                    quarantine_sql(entity, source),
-                    {"batch_id": batch_id, "entity": entity.name, "source_file": landing.name},
-                ).rowcount
             if loaded + quarantined != rows_read:
                 raise RuntimeError(
                     f"{landing.name}: read {rows_read} rows but routed {loaded} + {quarantined}"

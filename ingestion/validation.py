@@ -161,7 +161,10 @@ def rules(field: Field, entity: Entity) -> list[Rule]:
         )
     found.append(
         Rule(
-            sql.SQL("coalesce(length({}) <= {}, true)").format(raw, sql.Literal(MAX_FIELD_CHARS)),
+            # Bytes first: never fewer than characters, and far cheaper to get.
+            sql.SQL(
+                "coalesce(octet_length({raw}) <= {max} or length({raw}) <= {max}, true)"
+            ).format(raw=raw, max=sql.Literal(MAX_FIELD_CHARS)),
             _message(
                 f"{name}: value is %s characters long; at most {MAX_FIELD_CHARS} are accepted",
                 sql.SQL("length({})").format(raw),
@@ -192,8 +195,9 @@ def rules(field: Field, entity: Entity) -> list[Rule]:
             found.append(
                 Rule(
                     sql.SQL(
-                        "coalesce(length({v}) <= {max_length}"
-                        " and substr({v}, 5, 1) = '-' and substr({v}, 8, 1) = '-'"
+                        # Byte length and LIKE: the cheapest shape checks (they run on
+                        # every row); YYYY-MM-DD at the start, then the type's parser.
+                        "coalesce(octet_length({v}) <= {max_length} and {v} like '____-__-__%'"
                         " and pg_input_is_valid({v}, {pg_type}), true)"
                     ).format(
                         v=v,
@@ -353,6 +357,47 @@ def quarantine_sql(entity: Entity, source: sql.Composable) -> sql.Composed:
 
     Parameters: batch_id, entity, source_file.
     """
+    return sql.SQL(
+        "insert into raw.quarantine"
+        " (line_no, record, raw_text, reason, batch_id, entity, source_file)"
+        " select r.*, %(batch_id)s, %(entity)s, %(source_file)s from ({}) as r"
+    ).format(_rejected_select(entity, source))
+
+
+def valid_rows_copy_sql(entity: Entity, source: sql.Composable, batch_id: int) -> sql.Composed:
+    """`COPY ... TO STDOUT (FORMAT binary)` of the rows that pass, typed, in the column
+    order of `raw_copy_sql`. COPY takes no bound parameters: `batch_id` is our own
+    integer (from the ledger's identity), never data from a file."""
+    return sql.SQL(
+        "copy (select {batch_id}::bigint, ({line_no})::bigint, {typed_cols} from {source}"
+        " where {valid}) to stdout (format binary)"
+    ).format(
+        batch_id=sql.Literal(int(batch_id)),
+        line_no=sql.Identifier(LINE_NO),
+        typed_cols=sql.SQL(", ").join(typed(f) for f in entity.fields),
+        source=source,
+        valid=_valid(entity),
+    )
+
+
+def raw_copy_sql(entity: Entity) -> sql.Composed:
+    """`COPY raw.<entity> FROM STDIN (FORMAT binary)`: COPY inserts rows in bulk
+    (many per page and WAL record), where INSERT ... SELECT writes them one by one."""
+    return sql.SQL("copy raw.{} (batch_id, line_no, {}) from stdin (format binary)").format(
+        sql.Identifier(entity.table),
+        sql.SQL(", ").join(sql.Identifier(f.name) for f in entity.fields),
+    )
+
+
+QUARANTINE_COLUMNS = ("line_no", "record", "raw_text", "reason")
+
+
+def rejected_rows_copy_sql(entity: Entity, source: sql.Composable) -> sql.Composed:
+    """`COPY ... TO STDOUT` of the rows that do not pass: QUARANTINE_COLUMNS."""
+    return sql.SQL("copy ({}) to stdout").format(_rejected_select(entity, source))
+
+
+def _rejected_select(entity: Entity, source: sql.Composable) -> sql.Composed:
     found = _all_rules(entity)
     reasons = sql.SQL(", ").join(
         sql.SQL("case when not coalesce({}, false) then {} end").format(r.ok, r.message)
@@ -365,14 +410,8 @@ def quarantine_sql(entity: Entity, source: sql.Composable) -> sql.Composed:
         )
     )
     return sql.SQL(
-        """
-        insert into raw.quarantine (batch_id, entity, source_file, line_no, record, raw_text, reason)
-        select %(batch_id)s, %(entity)s, %(source_file)s, {line_no},
-               case when {parse_error} is null then {record} end, {raw_text},
-               coalesce({parse_error}, concat_ws('; ', {reasons}))
-        from {source}
-        where not {valid}
-        """
+        "select {line_no}, case when {parse_error} is null then {record} end, {raw_text},"
+        " coalesce({parse_error}, concat_ws('; ', {reasons})) from {source} where not {valid}"
     ).format(
         line_no=sql.Identifier(LINE_NO),
         parse_error=sql.Identifier(PARSE_ERROR),

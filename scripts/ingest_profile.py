@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -88,17 +89,26 @@ def drop_scratch(base: str) -> None:
 def run_loader(url: str, path: Path) -> dict:
     """Our loader on one file, in a fresh subprocess: seconds, rows, peak RSS."""
     code = (
-        "import json, resource, sys, time\n"
+        "import json, os, resource, sys, time\n"
         "from pathlib import Path\n"
         "from attribution.database import connect\n"
         "from ingestion.discovery import classify\n"
-        "from ingestion.loader import load_file\n"
-        "with connect(sys.argv[1], autocommit=True) as conn:\n"
+        "from ingestion.loader import load_file, open_staging\n"
+        "def cpu(pid):\n"
+        "    f = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()\n"
+        "    return (int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK')\n"
+        "def me():\n"
+        "    u = resource.getrusage(resource.RUSAGE_SELF)\n"
+        "    return u.ru_utime + u.ru_stime\n"
+        "with connect(sys.argv[1], autocommit=True) as conn, open_staging(conn) as staging:\n"
+        "    pids = [conn.info.backend_pid, staging.info.backend_pid]\n"
+        "    c0 = sum(cpu(p) for p in pids) + me()\n"
         "    t = time.perf_counter()\n"
-        "    r = load_file(conn, classify(Path(sys.argv[2])))\n"
+        "    r = load_file(conn, classify(Path(sys.argv[2])), staging)\n"
         "    s = time.perf_counter() - t\n"
+        "    c = sum(cpu(p) for p in pids) + me() - c0\n"
         "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "print(json.dumps({'seconds': s, 'rows': r.rows_read, 'loaded': r.rows_loaded,"
+        "print(json.dumps({'seconds': s, 'cpu': c, 'rows': r.rows_read, 'loaded': r.rows_loaded,"
         " 'quarantined': r.rows_quarantined, 'status': r.status, 'message': r.message,"
         " 'rss_mib': rss / 1024}))\n"
     )
@@ -107,8 +117,9 @@ def run_loader(url: str, path: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_psql_copy(url: str, entity: str, path: Path) -> float:
-    """`psql \\copy` of the file into a fresh unindexed table with typed columns."""
+def run_psql_copy(url: str, entity: str, path: Path) -> tuple[float, float]:
+    """`psql \\copy` of the file into a fresh unindexed table with typed columns:
+    (wall seconds, CPU seconds of psql and its server backend)."""
     ent = ENTITY_BY_NAME[entity]
     header = path.open(encoding="utf-8").readline().strip().split(",")
     cols = sql.SQL(", ").join(
@@ -120,10 +131,23 @@ def run_psql_copy(url: str, entity: str, path: Path) -> float:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("drop table if exists public.peer_copy")
         conn.execute(sql.SQL("create table public.peer_copy ({})").format(cols))
-    command = f"\\copy public.peer_copy from '{path}' with (format csv, header)"
+    script = (
+        "select pg_backend_pid() as pid \\gset\n"
+        "\\setenv BACKEND_PID :pid\n"
+        "\\! cut -d' ' -f14,15 /proc/$BACKEND_PID/stat\n"
+        f"\\copy public.peer_copy from '{path}' with (format csv, header)\n"
+        "\\! cut -d' ' -f14,15 /proc/$BACKEND_PID/stat\n"
+    )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run([_bin("psql"), url, "-q", "-v", "ON_ERROR_STOP=1", "-c", command], check=True)
-    return time.perf_counter() - start
+    out = subprocess.run([_bin("psql"), url, "-q", "-v", "ON_ERROR_STOP=1"], input=script,
+                         check=True, capture_output=True, text=True)  # fmt: skip
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ticks = [sum(map(int, line.split())) for line in out.stdout.split("\n") if line.strip()]
+    backend = (ticks[-1] - ticks[0]) / os.sysconf("SC_CLK_TCK")
+    client = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return wall, backend + client
 
 
 def run_to_sql(url: str, path: Path) -> tuple[float, float]:
@@ -176,12 +200,13 @@ def main() -> None:
             best = result if best is None or result["seconds"] < best["seconds"] else best
         assert best is not None
         ours = args.rows / best["seconds"]
-        print(f"our loader:  {best['seconds']:7.2f} s  {ours:>10,.0f} rows/s"
+        print(f"our loader:  {best['seconds']:7.2f} s  {ours:>10,.0f} rows/s  CPU {best['cpu']:6.2f} s"
               f"  (loaded {best['loaded']:,}, quarantined {best['quarantined']:,})")  # fmt: skip
-        psql_s = run_psql_copy(url, args.entity, path)
+        psql_s, psql_cpu = run_psql_copy(url, args.entity, path)
         peer = args.rows / psql_s
-        print(f"psql \\copy:  {psql_s:7.2f} s  {peer:>10,.0f} rows/s"
-              f"  -> ours takes {best['seconds'] / psql_s:.2f}x its time (target <= 1.5x)")  # fmt: skip
+        print(f"psql \\copy:  {psql_s:7.2f} s  {peer:>10,.0f} rows/s  CPU {psql_cpu:6.2f} s"
+              f"  -> ours takes {best['seconds'] / psql_s:.2f}x its time,"
+              f" {best['cpu'] / psql_cpu:.2f}x its CPU (target <= 1.5x)")  # fmt: skip
         if not args.skip_to_sql:
             total, to_sql = run_to_sql(url, path)
             print(f"to_sql:      {total:7.2f} s  {args.rows / total:>10,.0f} rows/s"
