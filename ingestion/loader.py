@@ -66,6 +66,8 @@ class FileResult:
     ignored_columns: list[str] = field(default_factory=list)
     message: str | None = None
     seconds: float = 0.0
+    # Who parsed the file: "postgres" (COPY's CSV parser, the fast path) or "python".
+    parser: str | None = None
 
 
 class FileChangedDuringLoad(RuntimeError):
@@ -140,11 +142,11 @@ def _copy_rows(
 
 def _land(
     conn: psycopg.Connection, entity: Entity, landing: LandingFile
-) -> tuple[int, list[str], sql.Composed, HashingReader]:
+) -> tuple[int, list[str], sql.Composed, HashingReader, str]:
     """Fill the landing table: COPY's own CSV parser when it can, else the Python reader.
 
-    Returns rows read, ignored columns, the routing statements' source and the
-    reader whose digest covers every byte that was loaded.
+    Returns rows read, ignored columns, the routing statements' source, the
+    reader whose digest covers every byte that was loaded, and the parser used.
     """
     if landing.file_format == "csv":
         with open(landing.path, "rb") as raw:
@@ -156,14 +158,14 @@ def _land(
                 pass
             else:
                 source = source_sql(entity, fast.line_numbers, fast.landed_columns)
-                return fast.rows, fast.ignored_columns, source, hashing
+                return fast.rows, fast.ignored_columns, source, hashing, "postgres"
     with open(landing.path, "rb") as raw:
         hashing = HashingReader(raw)
         try:
             rows_read, ignored = _copy_rows(conn, entity, landing, hashing)
         except UnicodeDecodeError:
             raise FileRefused(describe_decode_error(landing.path)) from None
-    return rows_read, ignored, source_sql(entity, LineNumbers.COLUMN), hashing
+    return rows_read, ignored, source_sql(entity, LineNumbers.COLUMN), hashing, "python"
 
 
 def open_staging(conn: psycopg.Connection) -> psycopg.Connection:
@@ -296,7 +298,7 @@ def load_file(
             ).fetchone()
             # The landing table lives in `staging`'s transaction (dropped at its end).
             with staging.transaction():
-                rows_read, ignored, source, hashing = _land(staging, entity, landing)
+                rows_read, ignored, source, hashing, parser = _land(staging, entity, landing)
                 if hashing.digest.hexdigest() != content_hash:
                     raise FileChangedDuringLoad(
                         f"{landing.name} changed while it was being loaded;"
@@ -327,5 +329,6 @@ def load_file(
     result.batch_id = batch_id
     result.rows_read, result.rows_loaded, result.rows_quarantined = rows_read, loaded, quarantined
     result.ignored_columns = ignored
+    result.parser = parser
     result.seconds = time.perf_counter() - clock
     return result
