@@ -281,9 +281,10 @@ def source_sql(
     normalized values (`normalized_column`), parse error, raw text and line number.
 
     Row numbers come from `row_number() over ()` on a plain scan of the landing
-    table: a temporary table filled by one COPY in this transaction holds its rows
-    in file order, and temporary tables are never scanned in parallel or from a
-    synchronized start. `landed_columns` (every text column COPY filled) is only
+    table, which holds its rows in file order: it is created in the same
+    (sub)transaction as the one COPY that fills it, so COPY skips the free space
+    map and only appends, page after page; and a temporary table is never scanned
+    in parallel or from a synchronized start. `landed_columns` (every text column COPY filled) is only
     needed for LineNumbers.COUNTED.
     """
     landing = sql.Identifier(LANDING_TABLE)

@@ -74,7 +74,9 @@ def make_file(entity: str, rows: int, out: Path, work: Path) -> Path:
 def scratch_url(base: str) -> str:
     admin = with_database(base, "postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(SCRATCH_DB)))
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(SCRATCH_DB))
+        )
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(SCRATCH_DB)))
     url = with_database(base, SCRATCH_DB)
     migrate(url)
@@ -83,7 +85,9 @@ def scratch_url(base: str) -> str:
 
 def drop_scratch(base: str) -> None:
     with psycopg.connect(with_database(base, "postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(SCRATCH_DB)))
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(SCRATCH_DB))
+        )
 
 
 def run_loader(url: str, path: Path) -> dict:
@@ -131,12 +135,15 @@ def run_psql_copy(url: str, entity: str, path: Path) -> tuple[float, float]:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("drop table if exists public.peer_copy")
         conn.execute(sql.SQL("create table public.peer_copy ({})").format(cols))
+    quoted = "'" + str(path).replace("'", "''") + "'"  # psql's quoting of a file name
+    # A psql script; its only value is our own file name, quoted for psql.
+    cpu_line = "\\! cut -d' ' -f14,15 /proc/$BACKEND_PID/stat\n"
+    copy_line = "\\copy public.peer_copy from " + quoted + " with (format csv, header)\n"
     script = (
-        "select pg_backend_pid() as pid \\gset\n"
-        "\\setenv BACKEND_PID :pid\n"
-        "\\! cut -d' ' -f14,15 /proc/$BACKEND_PID/stat\n"
-        f"\\copy public.peer_copy from '{path}' with (format csv, header)\n"
-        "\\! cut -d' ' -f14,15 /proc/$BACKEND_PID/stat\n"
+        "select pg_backend_pid() as pid \\gset\n\\setenv BACKEND_PID :pid\n"
+        + cpu_line
+        + copy_line
+        + cpu_line
     )
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
