@@ -1,8 +1,10 @@
 """Load landing files into raw tables: one file, one batch, one transaction.
 
-Per batch (SPEC §3): the ledger row, the COPY into a temporary landing table, the
-set-based validation that routes every row to `raw.<entity>` or `raw.quarantine`,
-and the final counts all commit together — or not at all. A process killed at any
+Per batch (SPEC §3): the ledger row, the rows routed by set-based validation to
+`raw.<entity>` or `raw.quarantine`, and the final counts all commit together — or
+not at all. The file itself is COPYed into a temporary landing table of a second
+(staging) session; the routed rows come back from it by COPY, so they enter the raw
+tables by COPY's bulk insert within the batch's transaction (docs/ingestion.md, Speed). A process killed at any
 point leaves no partial batch; the next run finds the file unloaded and loads it.
 
 Concurrency: every load takes one transaction-level advisory lock, so batches

@@ -1,8 +1,9 @@
 """Set-based validation in SQL: route a landed batch to raw or to the quarantine.
 
-Two statements per batch: insert the rows that pass every rule, typed, into
-`raw.<entity>`; then, only when some row did not pass, insert the others into
-`raw.quarantine` with every reason. Both read the landing table through
+Two statements per batch, each a `COPY (select ...) TO STDOUT` that the loader
+streams into the batch's session: the rows that pass every rule, typed, for
+`raw.<entity>`; then, only when some row did not pass, the others with every
+reason, for `raw.quarantine`. Both read the landing table through
 `source_sql`, which computes each field's normalized value once per row (a
 subquery with OFFSET 0, so PostgreSQL does not inline the expressions back into
 every rule that uses them) and the line number.
@@ -332,37 +333,6 @@ def _valid(entity: Entity) -> sql.Composable:
     return sql.SQL("({} is null and coalesce({}, false))").format(
         sql.Identifier(PARSE_ERROR), all_ok
     )
-
-
-def load_valid_sql(entity: Entity, source: sql.Composable) -> sql.Composed:
-    """Insert the rows that pass, typed, into raw.<entity>. Parameter: batch_id."""
-    return sql.SQL(
-        """
-        insert into raw.{table} (batch_id, line_no, {target_cols})
-        select %(batch_id)s, {line_no}, {typed_cols}
-        from {source}
-        where {valid}
-        """
-    ).format(
-        table=sql.Identifier(entity.table),
-        target_cols=sql.SQL(", ").join(sql.Identifier(f.name) for f in entity.fields),
-        line_no=sql.Identifier(LINE_NO),
-        typed_cols=sql.SQL(", ").join(typed(f) for f in entity.fields),
-        source=source,
-        valid=_valid(entity),
-    )
-
-
-def quarantine_sql(entity: Entity, source: sql.Composable) -> sql.Composed:
-    """Insert the rows that do not pass into raw.quarantine, with every reason.
-
-    Parameters: batch_id, entity, source_file.
-    """
-    return sql.SQL(
-        "insert into raw.quarantine"
-        " (line_no, record, raw_text, reason, batch_id, entity, source_file)"
-        " select r.*, %(batch_id)s, %(entity)s, %(source_file)s from ({}) as r"
-    ).format(_rejected_select(entity, source))
 
 
 def valid_rows_copy_sql(entity: Entity, source: sql.Composable, batch_id: int) -> sql.Composed:
