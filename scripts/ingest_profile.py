@@ -111,10 +111,11 @@ def run_loader(url: str, path: Path) -> dict:
         "    r = load_file(conn, classify(Path(sys.argv[2])), staging)\n"
         "    s = time.perf_counter() - t\n"
         "    c = sum(cpu(p) for p in pids) + me() - c0\n"
-        "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "# VmHWM, not ru_maxrss: the latter keeps the parent's size from before exec.\n"
+        "rss = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
         "print(json.dumps({'seconds': s, 'cpu': c, 'rows': r.rows_read, 'loaded': r.rows_loaded,"
         " 'quarantined': r.rows_quarantined, 'status': r.status, 'message': r.message,"
-        " 'rss_mib': rss / 1024}))\n"
+        " 'rss_mib': rss / 1024, 'parser': getattr(r, 'parser', None)}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code, url, str(path)], check=True,
                          capture_output=True, text=True)  # fmt: skip
@@ -228,7 +229,8 @@ def main() -> None:
                 os.link(file, target)
                 result = run_loader(url, target)
                 print(f"peak RSS at {rows:>10,} rows ({file.stat().st_size / 2**20:5.0f} MiB):"
-                      f" {result['rss_mib']:6.0f} MiB  ({rows / result['seconds']:,.0f} rows/s)")  # fmt: skip
+                      f" {result['rss_mib']:6.0f} MiB  ({rows / result['seconds']:,.0f} rows/s,"
+                      f" parser {result['parser']})")  # fmt: skip
     finally:
         drop_scratch(base)
 
