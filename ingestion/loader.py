@@ -1,8 +1,10 @@
 """Load landing files into raw tables: one file, one batch, one transaction.
 
-Per batch (SPEC §3): the ledger row, the COPY into a temporary landing table, the
-set-based validation that routes every row to `raw.<entity>` or `raw.quarantine`,
-and the final counts all commit together — or not at all. A process killed at any
+Per batch (SPEC §3): the ledger row, the rows routed by set-based validation to
+`raw.<entity>` or `raw.quarantine`, and the final counts all commit together — or
+not at all. The file itself is COPYed into a temporary landing table of a second
+(staging) session; the routed rows come back from it by COPY, so they enter the raw
+tables by COPY's bulk insert within the batch's transaction (docs/ingestion.md, Speed). A process killed at any
 point leaves no partial batch; the next run finds the file unloaded and loads it.
 
 Concurrency: every load takes one transaction-level advisory lock, so batches
@@ -15,6 +17,7 @@ loader of the same file wait, then see it as already loaded.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +25,7 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg import sql
 
+from ingestion import fastcsv
 from ingestion.contracts import Entity
 from ingestion.discovery import LandingFile
 from ingestion.readers import (
@@ -36,11 +40,14 @@ from ingestion.validation import (
     LANDING_TABLE,
     LINE_NO,
     PARSE_ERROR,
+    QUARANTINE_COLUMNS,
     RAW_TEXT,
+    LineNumbers,
     landing_ddl,
-    load_valid_sql,
-    mark_rejects_sql,
-    quarantine_sql,
+    raw_copy_sql,
+    rejected_rows_copy_sql,
+    source_sql,
+    valid_rows_copy_sql,
 )
 
 # The dbt models take this lock in shared mode (macro lock_ingestion): same key.
@@ -61,6 +68,8 @@ class FileResult:
     ignored_columns: list[str] = field(default_factory=list)
     message: str | None = None
     seconds: float = 0.0
+    # Who parsed the file: "postgres" (COPY's CSV parser, the fast path) or "python".
+    parser: str | None = None
 
 
 class FileChangedDuringLoad(RuntimeError):
@@ -107,10 +116,18 @@ def _record_refusal(
     return row[0] if row else None
 
 
+# Local buffers for the landing table (PostgreSQL's default is 8 MB): a batch that
+# fits stays in memory instead of being written out and read back.
+TEMP_BUFFERS = "256MB"
+PIPE_BLOCK_BYTES = 1 << 18
+
+
 def _copy_rows(
     conn: psycopg.Connection, entity: Entity, landing: LandingFile, hashing: HashingReader
 ) -> tuple[int, list[str]]:
-    """Stream the file into the landing table; return (rows read, ignored columns)."""
+    """Parse the file in Python and stream the rows into a new landing table;
+    return (rows read, ignored columns)."""
+    conn.execute(landing_ddl(entity))
     text = open_text(hashing)  # type: ignore[arg-type]
     reader = make_reader(entity, text, landing.name)
     columns = [LINE_NO, PARSE_ERROR, RAW_TEXT, *reader.present_fields]
@@ -125,8 +142,117 @@ def _copy_rows(
     return rows, reader.ignored_columns
 
 
-def load_file(conn: psycopg.Connection, landing: LandingFile) -> FileResult:
-    """Load one file as one batch. `conn` must be in autocommit mode (we manage transactions)."""
+def _land(
+    conn: psycopg.Connection, entity: Entity, landing: LandingFile
+) -> tuple[int, list[str], sql.Composed, HashingReader, str]:
+    """Fill the landing table: COPY's own CSV parser when it can, else the Python reader.
+
+    Returns rows read, ignored columns, the routing statements' source, the
+    reader whose digest covers every byte that was loaded, and the parser used.
+    """
+    if landing.file_format == "csv":
+        with open(landing.path, "rb") as raw:
+            hashing = HashingReader(raw)
+            try:
+                with conn.transaction():  # a savepoint: giving up leaves no trace
+                    fast = fastcsv.copy_csv(conn, entity, landing.name, hashing)
+            except (fastcsv.NotForFastPath, *fastcsv.PARSER_REJECTED):
+                pass
+            else:
+                source = source_sql(entity, fast.line_numbers, fast.landed_columns)
+                return fast.rows, fast.ignored_columns, source, hashing, "postgres"
+    with open(landing.path, "rb") as raw:
+        hashing = HashingReader(raw)
+        try:
+            rows_read, ignored = _copy_rows(conn, entity, landing, hashing)
+        except UnicodeDecodeError:
+            raise FileRefused(describe_decode_error(landing.path)) from None
+    return rows_read, ignored, source_sql(entity, LineNumbers.COLUMN), hashing, "python"
+
+
+def open_staging(conn: psycopg.Connection) -> psycopg.Connection:
+    """A second session to the same database, for the landing table (see load_file)."""
+    staging = psycopg.connect(conn.info.dsn, password=conn.info.password, autocommit=True)
+    staging.execute("set timezone = 'UTC'")
+    # Local buffers for the landing table (the default is 8 MB): only settable
+    # before the session's first temporary table.
+    with contextlib.suppress(psycopg.errors.InvalidParameterValue):
+        staging.execute(sql.SQL("set temp_buffers = {}").format(sql.Literal(TEMP_BUFFERS)))
+    return staging
+
+
+def _pipe(
+    staging: psycopg.Connection,
+    copy_out: sql.Composed,
+    conn: psycopg.Connection,
+    copy_in: sql.Composed,
+) -> int:
+    """Stream COPY TO STDOUT of `staging` into COPY FROM STDIN of `conn`; rows copied."""
+    into_cursor = conn.cursor()
+    with staging.cursor().copy(copy_out) as out, into_cursor.copy(copy_in) as into:
+        # One message per row comes out; writing them in blocks saves calls.
+        block = bytearray()
+        for data in out:
+            block += data
+            if len(block) >= PIPE_BLOCK_BYTES:
+                into.write(block)
+                block = bytearray()
+        if block:
+            into.write(block)
+    return into_cursor.rowcount
+
+
+def _route(
+    staging: psycopg.Connection,
+    conn: psycopg.Connection,
+    entity: Entity,
+    source: sql.Composed,
+    batch_id: int,
+    rows_read: int,
+    file_name: str,
+) -> tuple[int, int]:
+    """Valid rows to raw.<entity>, the others to raw.quarantine; (loaded, quarantined)."""
+    loaded = _pipe(
+        staging, valid_rows_copy_sql(entity, source, batch_id), conn, raw_copy_sql(entity)
+    )
+    if loaded == rows_read:  # a clean file needs no second pass
+        return loaded, 0
+    conn.execute(
+        "create temporary table if not exists quarantine_landing"
+        " (line_no bigint, record jsonb, raw_text text, reason text) on commit delete rows"
+    )
+    _pipe(
+        staging,
+        rejected_rows_copy_sql(entity, source),
+        conn,
+        sql.SQL("copy quarantine_landing ({}) from stdin").format(
+            sql.SQL(", ").join(map(sql.Identifier, QUARANTINE_COLUMNS))
+        ),
+    )
+    quarantined = conn.execute(
+        """
+        insert into raw.quarantine
+            (batch_id, entity, source_file, line_no, record, raw_text, reason)
+        select %s, %s, %s, line_no, record, raw_text, reason from quarantine_landing
+        """,
+        [batch_id, entity.name, file_name],
+    ).rowcount
+    return loaded, quarantined
+
+
+def load_file(
+    conn: psycopg.Connection, landing: LandingFile, staging: psycopg.Connection | None = None
+) -> FileResult:
+    """Load one file as one batch. `conn` must be in autocommit mode (we manage transactions).
+
+    `staging` is a second session (open_staging) that holds the landing table and
+    streams the routed rows back through COPY, so they enter the raw tables by
+    COPY's bulk insert inside `conn`'s transaction; without it one is opened for
+    this file.
+    """
+    if staging is None and landing.problem is None:
+        with open_staging(conn) as own:
+            return load_file(conn, landing, own)
     started = datetime.now(UTC)
     clock = time.perf_counter()
     content_hash = file_sha256(landing.path)
@@ -144,7 +270,7 @@ def load_file(conn: psycopg.Connection, landing: LandingFile) -> FileResult:
         return result
 
     entity = landing.entity
-    assert entity is not None
+    assert entity is not None and staging is not None
     try:
         with conn.transaction():
             conn.execute("set local timezone = 'UTC'")
@@ -172,23 +298,17 @@ def load_file(conn: psycopg.Connection, landing: LandingFile) -> FileResult:
                     started,
                 ],
             ).fetchone()
-            conn.execute(landing_ddl(entity))
-            with open(landing.path, "rb") as raw:
-                hashing = HashingReader(raw)
-                try:
-                    rows_read, ignored = _copy_rows(conn, entity, landing, hashing)
-                except UnicodeDecodeError:
-                    raise FileRefused(describe_decode_error(landing.path)) from None
-            if hashing.digest.hexdigest() != content_hash:
-                raise FileChangedDuringLoad(
-                    f"{landing.name} changed while it was being loaded; it will load on the next run"
+            # The landing table lives in `staging`'s transaction (dropped at its end).
+            with staging.transaction():
+                rows_read, ignored, source, hashing, parser = _land(staging, entity, landing)
+                if hashing.digest.hexdigest() != content_hash:
+                    raise FileChangedDuringLoad(
+                        f"{landing.name} changed while it was being loaded;"
+                        " it will load on the next run"
+                    )
+                loaded, quarantined = _route(
+                    staging, conn, entity, source, batch_id, rows_read, landing.name
                 )
-            conn.execute(mark_rejects_sql(entity))
-            quarantined = conn.execute(
-                quarantine_sql(entity),
-                {"batch_id": batch_id, "entity": entity.name, "source_file": landing.name},
-            ).rowcount
-            loaded = conn.execute(load_valid_sql(entity), {"batch_id": batch_id}).rowcount
             if loaded + quarantined != rows_read:
                 raise RuntimeError(
                     f"{landing.name}: read {rows_read} rows but routed {loaded} + {quarantined}"
@@ -211,5 +331,6 @@ def load_file(conn: psycopg.Connection, landing: LandingFile) -> FileResult:
     result.batch_id = batch_id
     result.rows_read, result.rows_loaded, result.rows_quarantined = rows_read, loaded, quarantined
     result.ignored_columns = ignored
+    result.parser = parser
     result.seconds = time.perf_counter() - clock
     return result

@@ -94,7 +94,7 @@ def _storable(text: str) -> str:
     return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _normalize_header(names: list[str]) -> list[str]:
+def normalize_header(names: list[str]) -> list[str]:
     return [name.strip().lower() for name in names]
 
 
@@ -128,7 +128,7 @@ class CsvReader:
             raise FileRefused(f"{file_name}: file is empty (no header row)") from None
         if self._lines.nul_lines:
             raise FileRefused(f"{file_name}: header row contains NUL bytes")
-        self.header = _normalize_header(header)
+        self.header = normalize_header(header)
         self.ignored_columns = check_header(entity, self.header, file_name)
         self.present_fields = [n for n in entity.field_names if n in self.header]
         self._getter = itemgetter(*(self.header.index(n) for n in self.present_fields))

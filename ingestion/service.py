@@ -12,7 +12,7 @@ import psycopg
 from attribution.database import connect
 from attribution.migrations import migrate
 from ingestion.discovery import discover
-from ingestion.loader import FileChangedDuringLoad, FileResult, load_file
+from ingestion.loader import FileChangedDuringLoad, FileResult, load_file, open_staging
 
 
 @dataclass
@@ -71,10 +71,10 @@ def ingest_directory(
     clock = time.perf_counter()
     migrate(url)
     report = IngestReport(directory)
-    with connect(url, autocommit=True) as conn:
+    with connect(url, autocommit=True) as conn, open_staging(conn) as staging:
         for landing in discover(directory):
             try:
-                result = load_file(conn, landing)
+                result = load_file(conn, landing, staging)
             except (FileChangedDuringLoad, OSError) as exc:
                 report.errors.append(f"{landing.name}: {exc}")
                 continue

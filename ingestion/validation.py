@@ -1,7 +1,12 @@
 """Set-based validation in SQL: route a landed batch to raw or to the quarantine.
 
-Three statements per batch: mark the rows that break a rule (with every reason),
-copy them to `raw.quarantine`, insert the rest, typed, into `raw.<entity>`.
+Two statements per batch, each a `COPY (select ...) TO STDOUT` that the loader
+streams into the batch's session: the rows that pass every rule, typed, for
+`raw.<entity>`; then, only when some row did not pass, the others with every
+reason, for `raw.quarantine`. Both read the landing table through
+`source_sql`, which computes each field's normalized value once per row (a
+subquery with OFFSET 0, so PostgreSQL does not inline the expressions back into
+every rule that uses them) and the line number.
 
 Validating in the database instead of row by row in Python keeps ingestion near
 COPY speed (SPEC §7). The SQL is composed from the contracts with `psycopg.sql`:
@@ -14,7 +19,9 @@ what was expected, so a person can fix the source row (SPEC §3.2).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 
 from psycopg import sql
 
@@ -25,7 +32,7 @@ LANDING_TABLE = "landing"
 PARSE_ERROR = "_parse_error"
 RAW_TEXT = "_raw_text"
 LINE_NO = "_line_no"
-REASON = "_reason"  # set by mark_rejects_sql on rows bound for the quarantine
+NORMALIZED = "_n_"  # prefix of the normalized copy of each field in source_sql
 
 # Shape checks before the type's own parser, which also accepts words
 # ('yesterday', 'NaN'), other date orders and `1_000` / `0x1F` numbers that the
@@ -35,14 +42,19 @@ _DECIMAL_CHARS = "0123456789.eE+-"
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
-def landing_ddl(entity: Entity) -> sql.Composed:
-    """A temporary table of text columns that COPY fills; dropped at commit."""
+def landing_ddl(entity: Entity, extra_columns: Sequence[str] = ()) -> sql.Composed:
+    """A temporary table of text columns that COPY fills; dropped at commit.
+
+    `extra_columns` receive a file's unknown columns when PostgreSQL parses the CSV
+    itself (COPY needs a target for every column of the file). `_line_no` stays
+    null on that path: `source_sql` numbers the rows instead.
+    """
     columns = [
-        sql.SQL("{} bigint not null").format(sql.Identifier(LINE_NO)),
+        sql.SQL("{} bigint").format(sql.Identifier(LINE_NO)),
         sql.SQL("{} text").format(sql.Identifier(PARSE_ERROR)),
         sql.SQL("{} text").format(sql.Identifier(RAW_TEXT)),
-        sql.SQL("{} text").format(sql.Identifier(REASON)),
         *(sql.SQL("{} text").format(sql.Identifier(name)) for name in entity.field_names),
+        *(sql.SQL("{} text").format(sql.Identifier(name)) for name in extra_columns),
     ]
     return sql.SQL("create temporary table {} ({}) on commit drop").format(
         sql.Identifier(LANDING_TABLE), sql.SQL(", ").join(columns)
@@ -79,9 +91,14 @@ def normalized(field: Field) -> sql.Composable:
     return value
 
 
+def normalized_column(field: Field) -> sql.Identifier:
+    """The column of `source_sql` holding `normalized(field)`, computed once per row."""
+    return sql.Identifier(NORMALIZED + field.name)
+
+
 def typed(field: Field) -> sql.Composable:
-    """The normalized value cast to the raw table's column type."""
-    value = normalized(field)
+    """The normalized value cast to the raw table's column type (reads `source_sql`)."""
+    value = normalized_column(field)
     match field.kind:
         case Kind.TIMESTAMP:
             return sql.SQL("({})::timestamptz").format(value)
@@ -122,7 +139,7 @@ class Rule:
 def rules(field: Field, entity: Entity) -> list[Rule]:
     name = field.name
     raw = sql.Identifier(name)
-    v = sql.SQL("({})").format(normalized(field))
+    v = normalized_column(field)  # normalized(field), computed once per row by source_sql
     shown = _shown(raw)
     found: list[Rule] = []
     if field.required:
@@ -134,7 +151,7 @@ def rules(field: Field, entity: Entity) -> list[Rule]:
         )
     if field.required_when is not None:
         other_name, values = field.required_when
-        other = sql.SQL("({})").format(normalized(entity.field(other_name)))
+        other = normalized_column(entity.field(other_name))
         found.append(
             Rule(
                 sql.SQL("({} is not null or {} is null or {} not in ({}))").format(
@@ -147,7 +164,10 @@ def rules(field: Field, entity: Entity) -> list[Rule]:
         found.append(_formula_rule(name, raw))
     found.append(
         Rule(
-            sql.SQL("coalesce(length({}) <= {}, true)").format(raw, sql.Literal(MAX_FIELD_CHARS)),
+            # Bytes first: never fewer than characters, and far cheaper to get.
+            sql.SQL(
+                "coalesce(octet_length({raw}) <= {max} or length({raw}) <= {max}, true)"
+            ).format(raw=raw, max=sql.Literal(MAX_FIELD_CHARS)),
             _message(
                 f"{name}: value is %s characters long; at most {MAX_FIELD_CHARS} are accepted",
                 sql.SQL("length({})").format(raw),
@@ -178,8 +198,9 @@ def rules(field: Field, entity: Entity) -> list[Rule]:
             found.append(
                 Rule(
                     sql.SQL(
-                        "coalesce(length({v}) <= {max_length}"
-                        " and substr({v}, 5, 1) = '-' and substr({v}, 8, 1) = '-'"
+                        # Byte length and LIKE: the cheapest shape checks (they run on
+                        # every row); YYYY-MM-DD at the start, then the type's parser.
+                        "coalesce(octet_length({v}) <= {max_length} and {v} like '____-__-__%'"
                         " and pg_input_is_valid({v}, {pg_type}), true)"
                     ).format(
                         v=v,
@@ -258,28 +279,127 @@ def _all_rules(entity: Entity) -> list[Rule]:
     return [rule for f in entity.fields for rule in rules(f, entity)]
 
 
-def mark_rejects_sql(entity: Entity) -> sql.Composed:
-    """Set `_reason` on every landed row that must be quarantined (all its problems)."""
+class LineNumbers(Enum):
+    """Where a landed row's line number comes from."""
+
+    COLUMN = "column"  # `_line_no`, filled by the Python readers
+    ORDINAL = "ordinal"  # one record per line after the header: line = row number + 1
+    COUNTED = "counted"  # records may span lines: add the line breaks inside earlier records
+
+
+def _line_breaks(columns: Sequence[str]) -> sql.Composable:
+    """Line breaks inside a row's values, counted as Python's csv reader counts lines
+    (LF, CRLF and a lone CR are one line end each)."""
+    parts = []
+    for name in columns:
+        unified = sql.SQL(
+            "replace(replace(coalesce({}, ''), E'\\r\\n', E'\\n'), E'\\r', E'\\n')"
+        ).format(sql.Identifier(name))
+        parts.append(sql.SQL("(length({u}) - length(replace({u}, E'\\n', '')))").format(u=unified))
+    return sql.SQL(" + ").join(parts)
+
+
+def source_sql(
+    entity: Entity,
+    line_numbers: LineNumbers = LineNumbers.COLUMN,
+    landed_columns: Sequence[str] = (),
+) -> sql.Composed:
+    """The landing table as the routing statements read it: raw fields, their
+    normalized values (`normalized_column`), parse error, raw text and line number.
+
+    Row numbers come from `row_number() over ()` on a plain scan of the landing
+    table, which holds its rows in file order: it is created in the same
+    (sub)transaction as the one COPY that fills it, so COPY skips the free space
+    map and only appends, page after page; and a temporary table is never scanned
+    in parallel or from a synchronized start. `landed_columns` (every text column COPY filled) is only
+    needed for LineNumbers.COUNTED.
+    """
+    landing = sql.Identifier(LANDING_TABLE)
+    base_cols = [
+        sql.Identifier(PARSE_ERROR),
+        sql.Identifier(RAW_TEXT),
+        *(sql.Identifier(name) for name in entity.field_names),
+    ]
+    match line_numbers:
+        case LineNumbers.COLUMN:
+            rows: sql.Composable = landing
+            line_no: sql.Composable = sql.Identifier(LINE_NO)
+        case LineNumbers.ORDINAL:
+            rows = landing
+            line_no = sql.SQL("row_number() over () + 1")
+        case LineNumbers.COUNTED:
+            rows = sql.SQL(
+                "(select row_number() over () as _ord, ({breaks}) as _breaks, {cols} from {landing}) as numbered"
+            ).format(
+                breaks=_line_breaks(landed_columns),
+                cols=sql.SQL(", ").join(base_cols),
+                landing=landing,
+            )
+            line_no = sql.SQL(
+                "_ord + 1 + coalesce(sum(_breaks) over"
+                " (order by _ord rows between unbounded preceding and 1 preceding), 0)"
+            )
+    return sql.SQL(
+        "(select {line_no} as {line_col}, {cols}, {normalized} from {rows} offset 0) as {alias}"
+    ).format(
+        line_no=line_no,
+        line_col=sql.Identifier(LINE_NO),
+        cols=sql.SQL(", ").join(base_cols),
+        normalized=sql.SQL(", ").join(
+            sql.SQL("{} as {}").format(normalized(f), normalized_column(f)) for f in entity.fields
+        ),
+        rows=rows,
+        alias=landing,
+    )
+
+
+def _valid(entity: Entity) -> sql.Composable:
+    """True for a row that parsed and passes every rule (never null)."""
+    all_ok = sql.SQL(" and ").join(sql.SQL("({})").format(r.ok) for r in _all_rules(entity))
+    return sql.SQL("({} is null and coalesce({}, false))").format(
+        sql.Identifier(PARSE_ERROR), all_ok
+    )
+
+
+def valid_rows_copy_sql(entity: Entity, source: sql.Composable, batch_id: int) -> sql.Composed:
+    """`COPY ... TO STDOUT (FORMAT binary)` of the rows that pass, typed, in the column
+    order of `raw_copy_sql`. COPY takes no bound parameters: `batch_id` is our own
+    integer (from the ledger's identity), never data from a file."""
+    return sql.SQL(
+        "copy (select {batch_id}::bigint, ({line_no})::bigint, {typed_cols} from {source}"
+        " where {valid}) to stdout (format binary)"
+    ).format(
+        batch_id=sql.Literal(int(batch_id)),
+        line_no=sql.Identifier(LINE_NO),
+        typed_cols=sql.SQL(", ").join(typed(f) for f in entity.fields),
+        source=source,
+        valid=_valid(entity),
+    )
+
+
+def raw_copy_sql(entity: Entity) -> sql.Composed:
+    """`COPY raw.<entity> FROM STDIN (FORMAT binary)`: COPY inserts rows in bulk
+    (many per page and WAL record), where INSERT ... SELECT writes them one by one."""
+    return sql.SQL("copy raw.{} (batch_id, line_no, {}) from stdin (format binary)").format(
+        sql.Identifier(entity.table),
+        sql.SQL(", ").join(sql.Identifier(f.name) for f in entity.fields),
+    )
+
+
+QUARANTINE_COLUMNS = ("line_no", "record", "raw_text", "reason")
+
+
+def rejected_rows_copy_sql(entity: Entity, source: sql.Composable) -> sql.Composed:
+    """`COPY ... TO STDOUT` of the rows that do not pass: QUARANTINE_COLUMNS."""
+    return sql.SQL("copy ({}) to stdout").format(_rejected_select(entity, source))
+
+
+def _rejected_select(entity: Entity, source: sql.Composable) -> sql.Composed:
     found = _all_rules(entity)
-    all_ok = sql.SQL(" and ").join(sql.SQL("({})").format(r.ok) for r in found)
     reasons = sql.SQL(", ").join(
         sql.SQL("case when not coalesce({}, false) then {} end").format(r.ok, r.message)
         for r in found
     )
-    return sql.SQL(
-        "update {landing} set {reason} = coalesce({parse_error}, concat_ws('; ', {reasons}))"
-        " where {parse_error} is not null or not coalesce({all_ok}, false)"
-    ).format(
-        landing=sql.Identifier(LANDING_TABLE),
-        reason=sql.Identifier(REASON),
-        parse_error=sql.Identifier(PARSE_ERROR),
-        reasons=reasons,
-        all_ok=all_ok,
-    )
-
-
-def quarantine_sql(entity: Entity) -> sql.Composed:
-    """Copy the marked rows to raw.quarantine. Parameters: batch_id, entity, source_file."""
     record = sql.SQL("jsonb_build_object({})").format(
         sql.SQL(", ").join(
             sql.SQL("{}, {}").format(sql.Literal(f.name), sql.Identifier(f.name))
@@ -287,37 +407,14 @@ def quarantine_sql(entity: Entity) -> sql.Composed:
         )
     )
     return sql.SQL(
-        """
-        insert into raw.quarantine (batch_id, entity, source_file, line_no, record, raw_text, reason)
-        select %(batch_id)s, %(entity)s, %(source_file)s, {line_no},
-               case when {parse_error} is null then {record} end, {raw_text}, {reason}
-        from {landing}
-        where {reason} is not null
-        """
+        "select {line_no}, case when {parse_error} is null then {record} end, {raw_text},"
+        " coalesce({parse_error}, concat_ws('; ', {reasons})) from {source} where not {valid}"
     ).format(
         line_no=sql.Identifier(LINE_NO),
         parse_error=sql.Identifier(PARSE_ERROR),
         record=record,
         raw_text=sql.Identifier(RAW_TEXT),
-        reason=sql.Identifier(REASON),
-        landing=sql.Identifier(LANDING_TABLE),
-    )
-
-
-def load_valid_sql(entity: Entity) -> sql.Composed:
-    """Insert the unmarked rows, typed, into raw.<entity>. Parameter: batch_id."""
-    return sql.SQL(
-        """
-        insert into raw.{table} (batch_id, line_no, {target_cols})
-        select %(batch_id)s, {line_no}, {typed_cols}
-        from {landing}
-        where {reason} is null
-        """
-    ).format(
-        table=sql.Identifier(entity.table),
-        target_cols=sql.SQL(", ").join(sql.Identifier(f.name) for f in entity.fields),
-        line_no=sql.Identifier(LINE_NO),
-        typed_cols=sql.SQL(", ").join(typed(f) for f in entity.fields),
-        landing=sql.Identifier(LANDING_TABLE),
-        reason=sql.Identifier(REASON),
+        reasons=reasons,
+        source=source,
+        valid=_valid(entity),
     )
