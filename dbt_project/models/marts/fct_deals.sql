@@ -12,7 +12,11 @@
             {"columns": ["org_id", "closed_date"]},
             {"columns": ["sourced_partner_id"]},
         ],
-        post_hook="{{ save_watermark(change_log_high_water(['int_attribution__eligible_touchpoints'])) }}",
+        pre_hook="{{ large_work_mem() }}",
+        post_hook=[
+            "{{ save_watermark(change_log_high_water(['int_attribution__eligible_touchpoints'])) }}",
+            "{{ analyze_after_rebuild() }}",
+        ],
     )
 }}
 -- depends_on: {{ ref('int_attribution__changed_deals') }}
@@ -51,9 +55,9 @@ touches as (
         deals.created_at
     from deals
     inner join {{ ref('int_touchpoints__current') }} as touchpoints
-        on deals.deal_id = touchpoints.deal_id and deals.org_id = touchpoints.org_id
+        on deals.deal_id = touchpoints.deal_id and {{ same_org('deals.org_id', 'touchpoints.org_id') }}
     inner join {{ ref('int_partners__current') }} as partners
-        on touchpoints.partner_id = partners.partner_id and deals.org_id = partners.org_id
+        on touchpoints.partner_id = partners.partner_id and {{ same_org('deals.org_id', 'partners.org_id') }}
 ),
 
 -- SPEC §4.3: the partner of the earliest referral / deal registration within
@@ -175,15 +179,13 @@ select
     from facts
     left join {{ this }} as previous on facts.deal_id = previous.deal_id
     {% else %}
-        array(
-            select distinct v
-            from unnest(facts._touching_partner_ids || array[facts.sourced_partner_id]) as v
-            where v is not null
-        ) as _partner_ids,
+        -- The sourcing partner is one of the touching partners, already distinct.
+        facts._touching_partner_ids as _partner_ids,
         array[facts.org_id] as _org_ids,
-        array(
-            select distinct v from unnest(array[facts.created_date, facts.closed_date]) as v
-            where v is not null
-        ) as _metric_dates
+        case
+            when facts.closed_date is null or facts.closed_date = facts.created_date
+                then array[facts.created_date]
+            else array[facts.created_date, facts.closed_date]
+        end as _metric_dates
     from facts
     {% endif %}
