@@ -56,3 +56,13 @@
         {{- subquery -}}
     {%- endif -%}
 {%- endmacro %}
+
+{#- org_daily_metrics: on an incremental run, keep the rows of the changed
+    (organization, day) keys; on a full build, every row. -#}
+{% macro in_changed_org_days(org_column, date_column) -%}
+    {%- if is_incremental() -%}
+        ({{ org_column }}, {{ date_column }}) in (select changed_keys.org_id, changed_keys.metric_date from changed_keys)
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}

@@ -76,10 +76,8 @@ contributions as (
         null::numeric as partner_influenced_revenue_usd,
         0 as touchpoints
     from deals
-    {% if is_incremental() %}
-        where (deals.org_id, deals.created_date) in (select changed_keys.org_id, changed_keys.metric_date from changed_keys)
-    {% endif %}
-    group by deals.org_id, deals.created_date
+    where {{ in_changed_org_days('deals.org_id', 'deals.created_date') }}
+    group by 1, 2
 
     union all
 
@@ -99,10 +97,8 @@ contributions as (
     from deals
     where
         deals.closed_date is not null
-        {% if is_incremental() %}
-            and (deals.org_id, deals.closed_date) in (select changed_keys.org_id, changed_keys.metric_date from changed_keys)
-        {% endif %}
-    group by deals.org_id, deals.closed_date
+        and {{ in_changed_org_days('deals.org_id', 'deals.closed_date') }}
+    group by 1, 2
 
     union all
 
@@ -118,10 +114,8 @@ contributions as (
         null::numeric as partner_influenced_revenue_usd,
         count(*) as touchpoints
     from {{ ref('int_touchpoints__current') }} as touchpoints
-    {% if is_incremental() %}
-        where (touchpoints.org_id, touchpoints.occurred_date) in (select changed_keys.org_id, changed_keys.metric_date from changed_keys)
-    {% endif %}
-    group by touchpoints.org_id, touchpoints.occurred_date
+    where {{ in_changed_org_days('touchpoints.org_id', 'touchpoints.occurred_date') }}
+    group by 1, 2
 ),
 
 daily as (
@@ -138,7 +132,7 @@ daily as (
         coalesce(sum(partner_influenced_revenue_usd), 0) as partner_influenced_revenue_usd,
         sum(touchpoints)::bigint as touchpoints
     from contributions
-    group by org_id, metric_date
+    group by 1, 2
 ),
 
 partner_revenue as (
@@ -153,9 +147,7 @@ partner_revenue as (
     where
         deals.is_won
         and attribution.attribution_model = '{{ default_model }}'
-        {% if is_incremental() %}
-            and (deals.org_id, deals.closed_date) in (select changed_keys.org_id, changed_keys.metric_date from changed_keys)
-        {% endif %}
+        and {{ in_changed_org_days('deals.org_id', 'deals.closed_date') }}
     group by 1, 2, 3
 ),
 
