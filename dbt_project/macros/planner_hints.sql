@@ -47,11 +47,17 @@
 {%- endmacro %}
 
 {#- The batch id a scalar subquery (`watermark()`, `consumers_low_water()`, …)
-    returns now, as a number; the subquery itself when dbt only parses. -#}
+    returns now, as a number; the subquery itself when dbt only parses. Before
+    the first run (`dbt compile` on an empty database) there are no watermarks: 0. -#}
 {% macro batch_value(subquery) -%}
     {%- if execute -%}
-        {%- set result = run_query("select coalesce(" ~ subquery ~ ", 0)").columns[0].values()[0] -%}
-        {{- result | int -}}
+        {%- set exists = run_query("select to_regclass('intermediate.dbt_watermarks') is not null").columns[0].values()[0] -%}
+        {%- if exists -%}
+            {%- set result = run_query("select coalesce(" ~ subquery ~ ", 0)").columns[0].values()[0] -%}
+            {{- result | int -}}
+        {%- else -%}
+            0
+        {%- endif -%}
     {%- else -%}
         {{- subquery -}}
     {%- endif -%}
