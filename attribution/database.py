@@ -44,6 +44,11 @@ SYSTEM_USER = "embedded_postgres"
 DEFAULT_PORT = 54329
 
 # Tuned for the reference machine (2 cores, 24 GB) and bulk loads; durability stays on.
+# work_mem stays modest for 200 connections: the dbt models that sort millions of rows
+# raise it for their own transaction (macro large_work_mem), which also works on an
+# external DATABASE_URL server. wal_level=minimal lets tables dbt creates and fills in
+# one transaction skip the WAL (fsynced at commit: still crash-safe); synchronous_commit
+# stays on. Figures and reasons: docs/attribution.md, "Performance".
 SERVER_SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
     "unix_socket_directories": "''",

@@ -18,7 +18,7 @@
 {#- For a consumer's incremental run: the changed deals it has not processed yet. -#}
 {% macro changed_deal_ids() -%}
     (select changes.deal_id from {{ ref('int_attribution__changed_deals') }} as changes
-     where changes.detected_batch_id > {{ watermark() }})
+     where changes.detected_batch_id > {{ watermark_value() }})
 {%- endmacro %}
 
 {#- What a consumer has processed after this run: the log's entries, but no further

@@ -43,7 +43,7 @@
 {#- The rows of batches this model has not absorbed yet (all rows on a full build). -#}
 {% macro since_watermark(batch_column='batch_id') -%}
     {% if is_incremental() -%}
-        {{ batch_column }} > {{ watermark() }}
+        {{ batch_column }} > {{ watermark_value() }}
     {%- else -%}
         true
     {%- endif %}

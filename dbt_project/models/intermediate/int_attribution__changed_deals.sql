@@ -7,6 +7,7 @@
         post_hook=[
             "{{ save_watermark(absorbed_high_water()) }}",
             "delete from {{ this }} where detected_batch_id <= coalesce({{ consumers_low_water() }}, 0)",
+            "analyze {{ this }}",
         ],
     )
 }}
@@ -16,44 +17,42 @@
 -- new or changed touchpoint (also the deal a touchpoint moved away from), a
 -- changed partner of one of its touchpoints, or an FX rate on or before its
 -- reference date. Each mart reads the entries newer than its own watermark;
--- entries every mart has read are pruned.
+-- entries every mart has read are pruned. Its size swings every run, so it is
+-- analyzed after each one: the consumers plan their joins on it.
 --
 -- detected_batch_id = the batch up to which all four state tables had absorbed
 -- the raw data when this ran (the lowest of their watermarks).
 
+{#- Numbers, not subqueries, so the planner reads the new rows by index (macros/planner_hints.sql). -#}
 {% set since -%}
     {%- if is_incremental() -%}
-        {{ watermark() }}
+        {{ watermark_value() }}
     {%- else -%}
-        coalesce({{ consumers_low_water() }}, {{ absorbed_high_water() }})
+        {{ batch_value("coalesce(" ~ consumers_low_water() ~ ", " ~ absorbed_high_water() ~ ")") }}
     {%- endif -%}
 {%- endset %}
 
-with deals as (
-    select * from {{ ref('int_deals__current') }}
-),
-
-touchpoints as (
-    select * from {{ ref('int_touchpoints__current') }}
-),
-
-changed as (
-    select deals.deal_id from deals where deals.batch_id > {{ since }}
+-- The tables are named in each branch rather than in shared CTEs: a CTE used
+-- more than once is materialized whole (2.8M touchpoints written to temp files)
+-- before the batch_id filters apply; named directly, each branch reads only the
+-- new rows through the batch_id indexes.
+with changed as (
+    select deals.deal_id from {{ ref('int_deals__current') }} as deals where deals.batch_id > {{ since }}
 
     union
 
-    select touchpoints.deal_id from touchpoints where touchpoints.batch_id > {{ since }}
+    select touchpoints.deal_id from {{ ref('int_touchpoints__current') }} as touchpoints where touchpoints.batch_id > {{ since }}
 
     union
 
     select unnest(touchpoints.previous_deal_ids)
-    from touchpoints
+    from {{ ref('int_touchpoints__current') }} as touchpoints
     where touchpoints.batch_id > {{ since }}
 
     union
 
     select touchpoints.deal_id
-    from touchpoints
+    from {{ ref('int_touchpoints__current') }} as touchpoints
     inner join {{ ref('int_partners__current') }} as partners
         on touchpoints.partner_id = partners.partner_id
     where partners.batch_id > {{ since }}
@@ -61,7 +60,7 @@ changed as (
     union
 
     select deals.deal_id
-    from deals
+    from {{ ref('int_deals__current') }} as deals
     inner join (
         select
             currency,

@@ -6,7 +6,8 @@
         tombstone_column="touchpoint_id",
         on_schema_change="fail",
         indexes=[{"columns": ["deal_id"]}, {"columns": ["partner_id"]}],
-        post_hook="{{ save_watermark(change_log_high_water()) }}",
+        pre_hook="{{ large_work_mem() }}",
+        post_hook=["{{ save_watermark(change_log_high_water()) }}", "{{ analyze_after_rebuild() }}"],
     )
 }}
 -- depends_on: {{ ref('int_attribution__changed_deals') }}
@@ -41,9 +42,9 @@ eligible as (
         trim_scale(extract(epoch from deals.closed_at - touchpoints.occurred_at) / 86400.0) as age_days
     from deals
     inner join {{ ref('int_touchpoints__current') }} as touchpoints
-        on deals.deal_id = touchpoints.deal_id and deals.org_id = touchpoints.org_id
+        on deals.deal_id = touchpoints.deal_id and {{ same_org('deals.org_id', 'touchpoints.org_id') }}
     inner join {{ ref('int_partners__current') }} as partners
-        on touchpoints.partner_id = partners.partner_id and deals.org_id = partners.org_id
+        on touchpoints.partner_id = partners.partner_id and {{ same_org('deals.org_id', 'partners.org_id') }}
     where
         touchpoints.occurred_at <= deals.closed_at
         and touchpoints.occurred_at
@@ -58,12 +59,20 @@ ranked as (
         ) as position,
         count(*) over (partition by deal_id) as n,
         -- Relative to the youngest touchpoint: the same normalized credits as
-        -- 0.5^(age/H), without underflow for old touchpoints or a small H.
+        -- 0.5^(age/H), and the youngest weighs 1. power() in double precision
+        -- (15 significant digits, far inside the 1e-9 the credits must sum to):
+        -- numeric power() costs ~30 µs a row, most of this model's time on a
+        -- hyper month. The exponent is capped at 1000 (a weight of ~1e-301, where
+        -- a double would underflow): such a touchpoint keeps a positive credit.
+        -- Stored as numeric, so the sum below is exact in any order.
         power(
             0.5,
-            (age_days - min(age_days) over (partition by deal_id))
-            / {{ var('time_decay_half_life_days') }}
-        ) as decay_weight
+            least(
+                (age_days - min(age_days) over (partition by deal_id))
+                / {{ var('time_decay_half_life_days') }},
+                1000
+            )::double precision
+        )::numeric as decay_weight
     from eligible
 )
 

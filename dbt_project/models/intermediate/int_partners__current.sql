@@ -3,7 +3,7 @@
         materialized="table",
         indexes=[{"columns": ["partner_id"], "unique": True}, {"columns": ["org_id"]}],
         pre_hook="{{ lock_ingestion() }}",
-        post_hook="{{ save_watermark(loaded_high_water()) }}",
+        post_hook=["{{ save_watermark(loaded_high_water()) }}", "{{ analyze_after_rebuild() }}"],
     )
 }}
 -- depends_on: {{ ref('stg_crm__ingest_batches') }}

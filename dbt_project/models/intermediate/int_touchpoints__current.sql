@@ -11,8 +11,8 @@
             {"columns": ["batch_id"]},
             {"columns": ["org_id", "occurred_date"]},
         ],
-        pre_hook="{{ lock_ingestion() }}",
-        post_hook="{{ save_watermark(loaded_high_water()) }}",
+        pre_hook=["{{ lock_ingestion() }}", "{{ large_work_mem() }}"],
+        post_hook=["{{ save_watermark(loaded_high_water()) }}", "{{ analyze_after_rebuild() }}"],
     )
 }}
 -- depends_on: {{ ref('stg_crm__ingest_batches') }}

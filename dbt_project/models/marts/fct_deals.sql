@@ -12,7 +12,11 @@
             {"columns": ["org_id", "closed_date"]},
             {"columns": ["sourced_partner_id"]},
         ],
-        post_hook="{{ save_watermark(change_log_high_water(['int_attribution__eligible_touchpoints'])) }}",
+        pre_hook="{{ large_work_mem() }}",
+        post_hook=[
+            "{{ save_watermark(change_log_high_water(['int_attribution__eligible_touchpoints'])) }}",
+            "{{ analyze_after_rebuild() }}",
+        ],
     )
 }}
 -- depends_on: {{ ref('int_attribution__changed_deals') }}
@@ -51,28 +55,25 @@ touches as (
         deals.created_at
     from deals
     inner join {{ ref('int_touchpoints__current') }} as touchpoints
-        on deals.deal_id = touchpoints.deal_id and deals.org_id = touchpoints.org_id
+        on deals.deal_id = touchpoints.deal_id and {{ same_org('deals.org_id', 'touchpoints.org_id') }}
     inner join {{ ref('int_partners__current') }} as partners
-        on touchpoints.partner_id = partners.partner_id and deals.org_id = partners.org_id
+        on touchpoints.partner_id = partners.partner_id and {{ same_org('deals.org_id', 'partners.org_id') }}
 ),
 
--- SPEC §4.3: the partner of the earliest referral / deal registration within
--- 24 hours of the deal's creation.
-sourcing as (
-    select distinct on (deal_id)
-        deal_id,
-        partner_id as sourced_partner_id
-    from touches
-    where
-        touchpoint_type in ('referral', 'deal_registration')
-        and occurred_at <= created_at + interval '24 hours'
-    order by deal_id, occurred_at, touchpoint_id collate "C"
-),
-
-touching_partners as (
+-- Per deal in one pass over its touches (one GROUP BY rather than a sort per
+-- result): its touching partners and, SPEC §4.3, the partner of the earliest
+-- referral / deal registration within 24 hours of the deal's creation.
+touch_summary as (
     select
         deal_id,
-        array_agg(distinct partner_id) as partner_ids
+        array_agg(distinct partner_id) as partner_ids,
+        (
+            array_agg(partner_id order by occurred_at, touchpoint_id collate "C") filter (
+                where
+                touchpoint_type in ('referral', 'deal_registration')
+                and occurred_at <= created_at + interval '24 hours'
+            )
+        )[1] as sourced_partner_id
     from touches
     group by deal_id
 ),
@@ -108,9 +109,9 @@ facts as (
         converted.status = 'won' as is_won,
         coalesce(eligible_counts.eligible_touchpoint_count, 0) as eligible_touchpoint_count,
         coalesce(eligible_counts.touching_partner_count, 0) as touching_partner_count,
-        sourcing.sourced_partner_id,
-        sourcing.sourced_partner_id is not null as is_partner_sourced,
-        sourcing.sourced_partner_id is null
+        touch_summary.sourced_partner_id,
+        touch_summary.sourced_partner_id is not null as is_partner_sourced,
+        touch_summary.sourced_partner_id is null
         and coalesce(eligible_counts.eligible_touchpoint_count, 0) > 0 as is_partner_influenced,
         (converted.created_at at time zone 'UTC')::date as created_date,
         case
@@ -120,11 +121,10 @@ facts as (
         converted.updated_at as _source_updated_at,
         converted.batch_id as _source_batch_id,
         converted.line_no as _source_line_no,
-        coalesce(touching_partners.partner_ids, '{}') as _touching_partner_ids
+        coalesce(touch_summary.partner_ids, '{}') as _touching_partner_ids
     from converted
     left join eligible_counts on converted.deal_id = eligible_counts.deal_id
-    left join sourcing on converted.deal_id = sourcing.deal_id
-    left join touching_partners on converted.deal_id = touching_partners.deal_id
+    left join touch_summary on converted.deal_id = touch_summary.deal_id
 )
 
 select
@@ -175,15 +175,13 @@ select
     from facts
     left join {{ this }} as previous on facts.deal_id = previous.deal_id
     {% else %}
-        array(
-            select distinct v
-            from unnest(facts._touching_partner_ids || array[facts.sourced_partner_id]) as v
-            where v is not null
-        ) as _partner_ids,
+        -- The sourcing partner is one of the touching partners, already distinct.
+        facts._touching_partner_ids as _partner_ids,
         array[facts.org_id] as _org_ids,
-        array(
-            select distinct v from unnest(array[facts.created_date, facts.closed_date]) as v
-            where v is not null
-        ) as _metric_dates
+        case
+            when facts.closed_date is null or facts.closed_date = facts.created_date
+                then array[facts.created_date]
+            else array[facts.created_date, facts.closed_date]
+        end as _metric_dates
     from facts
     {% endif %}

@@ -11,7 +11,11 @@
             {"columns": ["partner_id", "attribution_model"]},
             {"columns": ["org_id", "closed_at"]},
         ],
-        post_hook="{{ save_watermark(change_log_high_water(['fct_deals', 'int_attribution__eligible_touchpoints'])) }}",
+        pre_hook="{{ large_work_mem() }}",
+        post_hook=[
+            "{{ save_watermark(change_log_high_water(['fct_deals', 'int_attribution__eligible_touchpoints'])) }}",
+            "{{ analyze_after_rebuild() }}",
+        ],
     )
 }}
 -- depends_on: {{ ref('int_attribution__changed_deals') }}

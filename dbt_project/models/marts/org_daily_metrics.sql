@@ -7,6 +7,7 @@
         tombstone_column="deals_created",
         on_schema_change="fail",
         indexes=[{"columns": ["org_id", "metric_date"], "unique": True}],
+        pre_hook="{{ large_work_mem() }}",
         post_hook="{{ save_watermark(change_log_high_water(['fct_deals', 'fct_partner_attribution'])) }}",
     )
 }}
@@ -16,6 +17,10 @@
 -- runs rebuild the (organization, day) pairs a changed deal or touchpoint counts
 -- or counted for; a pair left without activity leaves a tombstone
 -- (deals_created null) that removes its row.
+--
+-- Set-based: every deal creation, close and day of touchpoints becomes one
+-- contribution row keyed by (organization, day), and one GROUP BY adds them up
+-- (rather than outer-joining one aggregate per measure on the key).
 
 {% if is_incremental() %}
     with changed_keys as (
@@ -37,47 +42,96 @@
         cross join
             lateral
             unnest(touchpoints.previous_dates || touchpoints.occurred_date) as dates (metric_date)
-        where touchpoints.batch_id > {{ watermark() }}
+        where touchpoints.batch_id > {{ watermark_value() }}
     ),
 {% else %}
     with
 {% endif %}
 
 deals as (
-    select *
+    select
+        org_id,
+        deal_id,
+        status,
+        is_won,
+        amount_usd,
+        is_partner_sourced,
+        is_partner_influenced,
+        created_date,
+        closed_date
     from {{ ref('fct_deals') }}
 ),
 
-created as (
+-- Each source aggregated by (organization, day) on its own, then added up.
+contributions as (
     select
         deals.org_id,
         deals.created_date as metric_date,
-        count(*) as deals_created
+        count(*) as deals_created,
+        0 as deals_won,
+        0 as deals_lost,
+        null::numeric as revenue_won_usd,
+        null::bigint as won_with_amount,
+        null::numeric as partner_sourced_revenue_usd,
+        null::numeric as partner_influenced_revenue_usd,
+        0 as touchpoints
     from deals
-    {% if is_incremental() %}
-        where (deals.org_id, deals.created_date) in (select changed_keys.org_id, changed_keys.metric_date from changed_keys)
-    {% endif %}
+    where {{ in_changed_org_days('deals.org_id', 'deals.created_date') }}
     group by 1, 2
-),
 
-closed as (
+    union all
+
     select
         deals.org_id,
         deals.closed_date as metric_date,
+        0 as deals_created,
         count(*) filter (where deals.is_won) as deals_won,
         count(*) filter (where deals.status = 'lost') as deals_lost,
         sum(deals.amount_usd) filter (where deals.is_won) as revenue_won_usd,
-        avg(deals.amount_usd) filter (where deals.is_won) as avg_won_deal_size_usd,
+        count(deals.amount_usd) filter (where deals.is_won) as won_with_amount,
         sum(deals.amount_usd) filter (where deals.is_won and deals.is_partner_sourced)
             as partner_sourced_revenue_usd,
         sum(deals.amount_usd) filter (where deals.is_won and deals.is_partner_influenced)
-            as partner_influenced_revenue_usd
+            as partner_influenced_revenue_usd,
+        0 as touchpoints
     from deals
     where
         deals.closed_date is not null
-        {% if is_incremental() %}
-            and (deals.org_id, deals.closed_date) in (select changed_keys.org_id, changed_keys.metric_date from changed_keys)
-        {% endif %}
+        and {{ in_changed_org_days('deals.org_id', 'deals.closed_date') }}
+    group by 1, 2
+
+    union all
+
+    select
+        touchpoints.org_id,
+        touchpoints.occurred_date as metric_date,
+        0 as deals_created,
+        0 as deals_won,
+        0 as deals_lost,
+        null::numeric as revenue_won_usd,
+        null::bigint as won_with_amount,
+        null::numeric as partner_sourced_revenue_usd,
+        null::numeric as partner_influenced_revenue_usd,
+        count(*) as touchpoints
+    from {{ ref('int_touchpoints__current') }} as touchpoints
+    where {{ in_changed_org_days('touchpoints.org_id', 'touchpoints.occurred_date') }}
+    group by 1, 2
+),
+
+daily as (
+    select
+        org_id,
+        metric_date,
+        sum(deals_created)::bigint as deals_created,
+        sum(deals_won)::bigint as deals_won,
+        sum(deals_lost)::bigint as deals_lost,
+        coalesce(sum(revenue_won_usd), 0) as revenue_won_usd,
+        -- one closed-date row per key at most, so this is avg(amount_usd) of its won deals
+        sum(revenue_won_usd) / nullif(sum(won_with_amount), 0) as avg_won_deal_size_usd,
+        coalesce(sum(partner_sourced_revenue_usd), 0) as partner_sourced_revenue_usd,
+        coalesce(sum(partner_influenced_revenue_usd), 0) as partner_influenced_revenue_usd,
+        sum(touchpoints)::bigint as touchpoints
+    from contributions
     group by 1, 2
 ),
 
@@ -93,9 +147,7 @@ partner_revenue as (
     where
         deals.is_won
         and attribution.attribution_model = '{{ default_model }}'
-        {% if is_incremental() %}
-            and (deals.org_id, deals.closed_date) in (select changed_keys.org_id, changed_keys.metric_date from changed_keys)
-        {% endif %}
+        and {{ in_changed_org_days('deals.org_id', 'deals.closed_date') }}
     group by 1, 2, 3
 ),
 
@@ -128,46 +180,18 @@ attributed as (
     group by 1, 2
 ),
 
-touches as (
-    select
-        touchpoints.org_id,
-        touchpoints.occurred_date as metric_date,
-        count(*) as touchpoints
-    from {{ ref('int_touchpoints__current') }} as touchpoints
-    {% if is_incremental() %}
-        where (touchpoints.org_id, touchpoints.occurred_date) in (select changed_keys.org_id, changed_keys.metric_date from changed_keys)
-    {% endif %}
-    group by 1, 2
-),
-
-active_keys as (
-    select
-        org_id,
-        metric_date
-    from created
-    union
-    select
-        org_id,
-        metric_date
-    from closed
-    union
-    select
-        org_id,
-        metric_date
-    from touches
-),
-
 all_keys as (
-    select
-        org_id,
-        metric_date
-    from active_keys
     {% if is_incremental() %}
-        union
+        -- every key in daily is a changed key; the others become tombstones
         select
             org_id,
             metric_date
         from changed_keys
+    {% else %}
+        select
+            org_id,
+            metric_date
+        from daily
     {% endif %}
 )
 
@@ -175,25 +199,18 @@ select
     all_keys.org_id,
     all_keys.metric_date,
     -- null only on tombstones (a changed key left without activity)
-    case when active_keys.org_id is not null then coalesce(created.deals_created, 0) end
-        as deals_created,
-    coalesce(closed.deals_won, 0) as deals_won,
-    coalesce(closed.deals_lost, 0) as deals_lost,
-    coalesce(closed.revenue_won_usd, 0) as revenue_won_usd,
-    closed.avg_won_deal_size_usd,
-    coalesce(closed.partner_sourced_revenue_usd, 0) as partner_sourced_revenue_usd,
-    coalesce(closed.partner_influenced_revenue_usd, 0) as partner_influenced_revenue_usd,
+    daily.deals_created,
+    coalesce(daily.deals_won, 0) as deals_won,
+    coalesce(daily.deals_lost, 0) as deals_lost,
+    coalesce(daily.revenue_won_usd, 0) as revenue_won_usd,
+    daily.avg_won_deal_size_usd,
+    coalesce(daily.partner_sourced_revenue_usd, 0) as partner_sourced_revenue_usd,
+    coalesce(daily.partner_influenced_revenue_usd, 0) as partner_influenced_revenue_usd,
     coalesce(attributed.attributed_revenue_usd, 0) as attributed_revenue_usd,
-    coalesce(touches.touchpoints, 0) as touchpoints,
+    coalesce(daily.touchpoints, 0) as touchpoints,
     coalesce(attributed.top_partners, '[]'::jsonb) as top_partners
 from all_keys
-left join active_keys
-    on all_keys.org_id = active_keys.org_id and all_keys.metric_date = active_keys.metric_date
-left join created
-    on all_keys.org_id = created.org_id and all_keys.metric_date = created.metric_date
-left join closed
-    on all_keys.org_id = closed.org_id and all_keys.metric_date = closed.metric_date
+left join daily
+    on all_keys.org_id = daily.org_id and all_keys.metric_date = daily.metric_date
 left join attributed
     on all_keys.org_id = attributed.org_id and all_keys.metric_date = attributed.metric_date
-left join touches
-    on all_keys.org_id = touches.org_id and all_keys.metric_date = touches.metric_date

@@ -8,6 +8,7 @@
             {"columns": ["partner_id"], "unique": True},
             {"columns": ["org_id", "attributed_revenue_usd_" ~ var("default_attribution_model")]},
         ],
+        pre_hook="{{ large_work_mem() }}",
         post_hook="{{ save_watermark(change_log_high_water(['fct_deals', 'fct_partner_attribution'])) }}",
     )
 }}
@@ -28,7 +29,7 @@ with partners as (
                 from {{ ref('fct_deals') }} as deals
                 where deals.deal_id in {{ changed_deal_ids() }}
             )
-            or batch_id > {{ watermark() }}
+            or batch_id > {{ watermark_value() }}
     {% endif %}
 ),
 
@@ -41,7 +42,7 @@ touches as (
         max(touchpoints.occurred_at) as last_touch_at
     from partners
     inner join {{ ref('int_touchpoints__current') }} as touchpoints
-        on partners.partner_id = touchpoints.partner_id and partners.org_id = touchpoints.org_id
+        on partners.partner_id = touchpoints.partner_id and {{ same_org('partners.org_id', 'touchpoints.org_id') }}
     group by touchpoints.partner_id, touchpoints.org_id, touchpoints.deal_id
 ),
 
@@ -59,7 +60,7 @@ touched_deals as (
         max(touches.last_touch_at) as last_touch_at
     from touches
     inner join {{ ref('fct_deals') }} as deals
-        on touches.deal_id = deals.deal_id and touches.org_id = deals.org_id
+        on touches.deal_id = deals.deal_id and {{ same_org('touches.org_id', 'deals.org_id') }}
     group by touches.partner_id
 ),
 

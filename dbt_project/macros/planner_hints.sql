@@ -1,0 +1,74 @@
+{#-
+  `a.org_id = b.org_id` as a second join condition next to a key that already
+  determines the organization (deal_id, partner_id). PostgreSQL multiplies the
+  selectivities of join conditions as if they were independent, so it expects
+  1/10,000th of the real rows on a hyper dataset and picks nested loops that run
+  for minutes. Wrapped in coalesce() the condition is checked the same way (both
+  sides are never null: org_id is required on every entity) but estimated as a
+  plain filter, and the join is planned on its key alone.
+-#}
+{% macro same_org(left, right) -%}
+    coalesce({{ left }} = {{ right }}, false)
+{%- endmacro %}
+
+{#-
+  Pre-hook of the models that sort or hash whole tables on a full refresh (the
+  2.8M touchpoints of a hyper month, 1M deals): the server default (64MB, sized
+  for 200 connections) makes those sorts spill to disk. `set local` lasts until
+  the model's transaction commits, and dbt runs at most two models at a time,
+  so the peak stays a few GB on the 24 GB reference machine.
+-#}
+{% macro large_work_mem() -%}
+    set local work_mem = '512MB'
+{%- endmacro %}
+
+{#-
+  Post-hook of the tables later models of the same run join against: a table
+  dbt has just created has no planner statistics until autovacuum gets to it,
+  which is after the run, so the next model would be planned on guesses.
+  ANALYZE reads a fixed-size sample (~1 s on 2.8M rows), and only after a full
+  rebuild: incremental runs change a small share of the rows.
+-#}
+{% macro analyze_after_rebuild() -%}
+    {%- if not is_incremental() -%}analyze {{ this }}{%- else -%}select 1{%- endif -%}
+{%- endmacro %}
+
+{#-
+  A model's watermark as a number written into its SQL, read when dbt compiles
+  the model, which it does just before running it (after its upstream models).
+  Compared with a subquery, `batch_id > 146` lets PostgreSQL see that only the
+  newest rows qualify and use the batch_id / detected_batch_id indexes, so an
+  incremental run reads the new rows rather than scanning history. Only for
+  model bodies: hooks and views keep `watermark()`, evaluated when they run.
+  The value is an integer from our own table (`| int`), never text.
+-#}
+{% macro watermark_value(model_name=none) -%}
+    {{- batch_value(watermark(model_name)) -}}
+{%- endmacro %}
+
+{#- The batch id a scalar subquery (`watermark()`, `consumers_low_water()`, …)
+    returns now, as a number; the subquery itself when dbt only parses. Before
+    the first run (`dbt compile` on an empty database) there are no watermarks: 0. -#}
+{% macro batch_value(subquery) -%}
+    {%- if execute -%}
+        {%- set exists = run_query("select to_regclass('intermediate.dbt_watermarks') is not null").columns[0].values()[0] -%}
+        {%- if exists -%}
+            {%- set result = run_query("select coalesce(" ~ subquery ~ ", 0)").columns[0].values()[0] -%}
+            {{- result | int -}}
+        {%- else -%}
+            0
+        {%- endif -%}
+    {%- else -%}
+        {{- subquery -}}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- org_daily_metrics: on an incremental run, keep the rows of the changed
+    (organization, day) keys; on a full build, every row. -#}
+{% macro in_changed_org_days(org_column, date_column) -%}
+    {%- if is_incremental() -%}
+        ({{ org_column }}, {{ date_column }}) in (select changed_keys.org_id, changed_keys.metric_date from changed_keys)
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}
