@@ -92,6 +92,10 @@ def split_header(first: bytes) -> tuple[list[str], int]:
     return normalize_header(next(csv.reader([text]))), end + 1
 
 
+# Extra columns become landing-table columns; far below PostgreSQL's 1,600.
+MAX_FAST_COLUMNS = 500
+
+
 class _Scan:
     """Running checks and counts over the data bytes, chunk by chunk."""
 
@@ -145,6 +149,8 @@ def copy_csv(
     ignored = check_header(entity, header, file_name)
     known = set(entity.field_names)
     extra = [f"_extra_{i}" for i, name in enumerate(header) if name not in known]
+    if len(header) > MAX_FAST_COLUMNS:  # a table holds at most 1,600 columns
+        raise NotForFastPath(f"{len(header)} columns")
     extra_names = iter(extra)
     columns = [name if name in known else next(extra_names) for name in header]
     conn.execute(landing_ddl(entity, extra))
