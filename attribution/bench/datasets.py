@@ -42,7 +42,12 @@ class Dataset:
 
 
 def dataset(
-    work: Path, preset: str, months: int, seed: int, orgs: int | None = None, days: int | None = None
+    work: Path,
+    preset: str,
+    months: int,
+    seed: int,
+    orgs: int | None = None,
+    days: int | None = None,
 ) -> Dataset:
     """The dataset, generated on first use (a `.complete` marker guards half-written ones).
 

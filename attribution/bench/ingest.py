@@ -69,9 +69,7 @@ def psql_copy(server: BenchServer, url: str, path: Path) -> float:
     parts = urlsplit(url)
     env = dict(os.environ, PGPASSWORD=unquote(parts.password or ""))
     quoted_path = str(path).replace("'", "''")
-    command = (
-        f"\\copy {PEER_SCHEMA}.psql_copy from '{quoted_path}' with (format csv, header true)"
-    )
+    command = f"\\copy {PEER_SCHEMA}.psql_copy from '{quoted_path}' with (format csv, header true)"
     args = [
         server.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1",
         "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432),

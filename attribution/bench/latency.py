@@ -11,6 +11,7 @@ deal's latency is from its file landing to its first row in the mart.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import random
@@ -63,8 +64,17 @@ def drop_wave(landing: Path, wave: int, partners: list[tuple[str, str]], size: i
     )
     _write_atomically(
         landing / f"deals_latency_{wave:03d}.csv",
-        ["deal_id", "org_id", "name", "amount", "currency", "status", "created_at",
-         "closed_at", "updated_at"],  # fmt: skip
+        [
+            "deal_id",
+            "org_id",
+            "name",
+            "amount",
+            "currency",
+            "status",
+            "created_at",
+            "closed_at",
+            "updated_at",
+        ],  # fmt: skip
         deals,
     )
     return [row[0] for row in deals]
@@ -129,14 +139,14 @@ def _start_daemon(url: str, dagster_url: str, home: Path, landing: Path, log: Pa
 
 
 def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
+    """Stop the daemon, then whatever it started (code server, run workers) in its session."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=30)
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    process.wait()
 
 
 def run(

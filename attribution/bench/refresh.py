@@ -116,9 +116,7 @@ def run(url: str, ds: Dataset, with_tests: bool = True) -> dict:
         "incremental": incremental,
         "incremental_tests_seconds": incremental_tests and incremental_tests["wall_seconds"],
         "mart_rows_after_incremental": mart_rows(url),
-        "incremental_over_full": round(
-            incremental["model_seconds"] / full["model_seconds"], 3
-        )
+        "incremental_over_full": round(incremental["model_seconds"] / full["model_seconds"], 3)
         if full["model_seconds"]
         else None,
     }

@@ -39,7 +39,9 @@ def write(out_dir: Path, figures: dict) -> dict:
     json_path.write_text(json.dumps(merged, indent=2, sort_keys=True, default=str) + "\n")
     md_path = out_dir / "benchmarks.md"
     intro = md_path.read_text().split(BEGIN)[0] if md_path.exists() else "# Benchmarks\n\n"
-    md_path.write_text(intro.rstrip() + "\n\n" + BEGIN + "\n\n" + render(merged) + "\n" + END + "\n")
+    md_path.write_text(
+        intro.rstrip() + "\n\n" + BEGIN + "\n\n" + render(merged) + "\n" + END + "\n"
+    )
     return merged
 
 
