@@ -242,6 +242,11 @@ def _latency(lat: dict) -> list[str]:
     lines.append("")
     runs = lat.get("runs", {})
     if runs:
+        lines.append(
+            "Runs the sensors started (a run still busy when the last deal became visible"
+            " is stopped with the daemon and not counted as succeeded):"
+        )
+        lines.append("")
         lines += _table(
             ["job", "runs", "succeeded", "mean run s"],
             [[f"`{job}`", _n(r["runs"]), _n(r["succeeded"]), _n(r["mean_run_seconds"], 1)]
