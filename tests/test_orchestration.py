@@ -149,6 +149,8 @@ def test_landing_sensor_requests_each_new_file_once(
         dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor)
     )
     assert isinstance(second, dg.RunRequest) and second.run_key
+    # A deals file can change attribution: load and build in one run.
+    assert second.job_name == "ingest_and_attribute"
     # Same file, next tick (the run has not loaded it yet): the same run key, so no second load.
     again = landing_sensor(
         dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor)
@@ -176,6 +178,11 @@ def test_won_deals_sensor_requests_attribution_and_advances(
     attributed = definitions.resolve_job_def("attribution").execute_in_process(instance=instance)
     assert attributed.success
     assert fetch(env["DATABASE_URL"], "select count(*) from marts.attribution_backlog") == [(0,)]
+    # Won deals the marts already reflect (as after `ingest_and_attribute`) start nothing.
+    replay = won_deals_sensor(
+        dg.build_sensor_context(instance=instance, resources=resources, cursor=str(latest))
+    )
+    assert isinstance(replay, dg.SkipReason) and "already in the marts" in replay.skip_message
     after = won_deals_sensor(
         dg.build_sensor_context(instance=instance, resources=resources, cursor=context.cursor)
     )

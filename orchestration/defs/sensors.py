@@ -11,9 +11,14 @@ from attribution.database import connect
 from ingestion.discovery import discover
 from ingestion.readers import file_sha256
 from orchestration.alerts import send_alert
-from orchestration.defs.jobs import attribution_job, ingest_job
+from orchestration.defs.jobs import attribution_job, ingest_and_attribute_job, ingest_job
 from orchestration.resources import AlertWebhook, LandingFolder, PlatformDatabase
 
+# The two sensors that start work tick often: a won deal must reach the marts within
+# a minute (SPEC §7), and each tick is one cheap ledger query. Alert sensors can wait.
+PIPELINE_SENSOR_INTERVAL_SECONDS = 5
+# New files of these entities can change attribution: load and build in one run.
+ATTRIBUTION_INPUTS = {"deals", "touchpoints"}
 SENSOR_INTERVAL_SECONDS = 30
 MAX_INGEST_RETRIES = 3
 FINISHED = {
@@ -24,23 +29,30 @@ FINISHED = {
 
 
 def _content_hashes(folder: Path, previous: dict[str, list]) -> dict[str, list]:
-    """name → [size, mtime_ns, sha256]; a file's hash is recomputed only when it changed."""
+    """name → [size, mtime_ns, sha256, entity]; a file's hash is recomputed only when it changed."""
     current: dict[str, list] = {}
     for landing in discover(folder):
+        entity = landing.entity.name if landing.entity else None
         stat = landing.path.stat()
         known = previous.get(landing.name)
         if known and known[0] == stat.st_size and known[1] == stat.st_mtime_ns:
-            current[landing.name] = known
+            current[landing.name] = [*known[:3], entity]
         else:
-            current[landing.name] = [stat.st_size, stat.st_mtime_ns, file_sha256(landing.path)]
+            current[landing.name] = [
+                stat.st_size,
+                stat.st_mtime_ns,
+                file_sha256(landing.path),
+                entity,
+            ]
     return current
 
 
 @dg.sensor(
-    job=ingest_job,
-    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+    jobs=[ingest_job, ingest_and_attribute_job],
+    minimum_interval_seconds=PIPELINE_SENSOR_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Starts `ingest` when files land that the ledger has not loaded (by content hash).",
+    description="Starts `ingest` when files land that the ledger has not loaded (by content"
+    " hash); `ingest_and_attribute` when deals or touchpoints are among them.",
 )
 def landing_sensor(
     context: dg.SensorEvaluationContext, database: PlatformDatabase, landing: LandingFolder
@@ -72,15 +84,18 @@ def landing_sensor(
         return dg.SkipReason(
             f"ingest of these files failed {len(earlier)} times; see the failed runs"
         )
+    entities = {hashes[name][3] for name in (n.rsplit(":", 1)[0] for n in new)}
+    job = ingest_and_attribute_job if entities & ATTRIBUTION_INPUTS else ingest_job
     return dg.RunRequest(
         run_key=f"{files_hash}-{len(earlier)}",
+        job_name=job.name,
         tags={"landing_hash": files_hash, "landing_files": str(len(new))},
     )
 
 
 @dg.sensor(
     job=attribution_job,
-    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+    minimum_interval_seconds=PIPELINE_SENSOR_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Starts `attribution` when won deal versions arrive in raw.deals.",
 )
@@ -92,14 +107,39 @@ def won_deals_sensor(context: dg.SensorEvaluationContext, database: PlatformData
             " from raw.deals where batch_id > %s",
             [last_batch],
         ).fetchone()
-    if newest is None:
-        return dg.SkipReason("no new deal batches")
+        if newest is None:
+            return dg.SkipReason("no new deal batches")
+        if won and _build_under_way(context.instance):
+            # Look again when it has finished (the cursor stays): then the backlog says
+            # whether that build took these deals in.
+            return dg.SkipReason("a build of the marts is queued or running")
+        pending = won
+        if conn.execute("select to_regclass('marts.attribution_backlog')").fetchone()[0]:
+            (pending,) = conn.execute("select count(*) from marts.attribution_backlog").fetchone()
     # The cursor is kept in Dagster's storage; the run key makes a retried tick harmless.
     context.update_cursor(str(newest))
     if not won:
         return dg.SkipReason(f"deal batches up to {newest} hold no won deals")
+    if not pending:  # e.g. `ingest_and_attribute` loaded and attributed them in one run
+        return dg.SkipReason(f"won deals up to batch {newest} are already in the marts")
     return dg.RunRequest(
         run_key=f"won-deals-through-batch-{newest}", tags={"won_deal_versions": str(won)}
+    )
+
+
+BUILD_JOBS = ("ingest_and_attribute", "attribution", "daily_refresh")
+UNFINISHED = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def _build_under_way(instance: dg.DagsterInstance) -> bool:
+    return any(
+        instance.get_runs(filters=dg.RunsFilter(job_name=job, statuses=UNFINISHED), limit=1)
+        for job in BUILD_JOBS
     )
 
 

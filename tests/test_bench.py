@@ -1,0 +1,106 @@
+"""Smoke tests of the benchmark harness (attribution.bench) on a tiny dataset.
+
+They check that the harness runs and writes a well-formed report, never how fast
+anything is (figures are the benchmark's business, not the tests').
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from attribution.bench import queries
+from attribution.bench.datasets import count_rows
+from attribution.bench.report import BEGIN, END, merge
+from attribution.bench.runner import BenchOptions, run_bench
+from attribution.bench.server import BenchServer
+from attribution.bench.stats import latency_summary, percentile
+from attribution.database import _bin
+
+PASSWORD = "bench-smoke-test-password"
+
+
+@pytest.fixture
+def server(server_url: str, monkeypatch: pytest.MonkeyPatch) -> BenchServer:
+    monkeypatch.setenv("BI_READER_PASSWORD", PASSWORD)
+    return BenchServer(server_url, _bin("psql"), embedded=False)
+
+
+def tiny(tmp_path: Path, stages: list[str]) -> BenchOptions:
+    return BenchOptions(
+        presets=["mvp"], stages=stages, work=tmp_path / "work", out=tmp_path / "docs",
+        orgs=6, days=4, bi_samples=5, dbt_tests=False,
+    )  # fmt: skip
+
+
+def test_percentiles_are_measured_values() -> None:
+    values = [0.004, 0.001, 0.003, 0.002]
+    assert percentile(values, 50) == 0.002
+    assert percentile(values, 95) == 0.004
+    assert percentile([], 50) is None
+    summary = latency_summary(values)
+    assert summary["n"] == 4 and summary["p50_ms"] == 2.0 and summary["max_ms"] == 4.0
+
+
+def test_merge_keeps_other_presets_and_replaces_other_sections() -> None:
+    old = {"schema_version": 1, "attribution": {"mvp": 1, "early": 2}, "latency": {"p95_s": 9}}
+    new = {"schema_version": 1, "attribution": {"early": 3}, "latency": {"p95_s": 4}}
+    assert merge(old, new) == {
+        "schema_version": 1, "attribution": {"mvp": 1, "early": 3}, "latency": {"p95_s": 4},
+    }  # fmt: skip
+    assert merge({"schema_version": 0, "ingestion": 1}, new) == new
+
+
+def test_ingest_stage_writes_json_and_markdown_under_the_intro(
+    server: BenchServer, tmp_path: Path
+) -> None:
+    options = tiny(tmp_path, ["ingest"])
+    options.out.mkdir(parents=True)
+    intro = "# Benchmarks\n\nHand-written introduction.\n"
+    (options.out / "benchmarks.md").write_text(
+        intro + "\n" + BEGIN + "\nold figures\n" + END + "\n"
+    )
+    run_bench(options, server)
+    run_bench(options, server)  # regenerating replaces the generated part only
+
+    figures = json.loads((options.out / "benchmarks.json").read_text())
+    assert {"machine", "versions", "generated_at", "ingestion"} <= set(figures)
+    assert figures["machine"]["cores"] >= 1 and figures["versions"]["postgres"]
+    ing = figures["ingestion"]
+    single = next((options.work / "data").glob("mvp-*")) / "single" / "touchpoints_all"
+    rows = count_rows(single / "touchpoints_all.csv")
+    assert rows > 0
+    assert ing["rows"] == ing["loader"]["rows_read"] == ing["psql_copy"]["rows"] == rows
+    assert ing["pandas_to_sql"]["rows"] == rows  # below the prefix limit: the whole file
+    assert [p["rows"] for p in ing["peak_rss_mb"]] == [rows // 4, rows]
+
+    markdown = (options.out / "benchmarks.md").read_text()
+    assert markdown.startswith(intro)
+    assert markdown.count(BEGIN) == 1 and markdown.count(END) == 1
+    assert "old figures" not in markdown
+    assert "## Ingestion" in markdown and "psql \\copy" in markdown
+
+
+@pytest.mark.slow
+def test_attribution_and_bi_query_stages_report_every_model_and_plan(
+    server: BenchServer, tmp_path: Path
+) -> None:
+    options = tiny(tmp_path, ["attribution", "bi-queries"])
+    figures = run_bench(options, server)
+    run = figures["attribution"]["mvp"]
+    full = {n["node"]: n for n in run["full_refresh"]["nodes"]}
+    assert {"fct_partner_attribution", "fct_deals", "stg_crm__deals"} <= set(full)
+    assert full["fct_deals"]["rows"] == run["mart_rows_after_full_refresh"]["fct_deals"] > 0
+    assert run["ingest_next_day"]["rows"] > 0
+    assert (
+        run["mart_rows_after_incremental"]["fct_deals"]
+        >= run["mart_rows_after_full_refresh"]["fct_deals"]
+    )
+    bi = figures["bi_queries"]["mvp"]
+    assert set(bi["plans"]) == {q.name for q in queries.QUERIES}
+    assert all(bi["queries"][q.name]["n"] == options.bi_samples for q in queries.QUERIES)
+    markdown = (options.out / "benchmarks.md").read_text()
+    for heading in ("## Scaling curve", "## BI queries as `bi_reader`"):
+        assert heading in markdown
