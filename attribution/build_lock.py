@@ -50,9 +50,7 @@ def build_lock(
 
     conn = connect_with_retry(url, autocommit=True)
     try:
-        (got,) = conn.execute(
-            "select pg_try_advisory_lock(hashtext(%s))", [BUILD_LOCK]
-        ).fetchone()  # type: ignore[misc]
+        (got,) = conn.execute("select pg_try_advisory_lock(hashtext(%s))", [BUILD_LOCK]).fetchone()  # type: ignore[misc]
         if not got:
             announce(
                 "another dbt build is running on this database; waiting for it to finish"

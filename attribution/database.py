@@ -343,5 +343,5 @@ def connect(url: str, **kwargs: object) -> psycopg.Connection:
     try:
         return psycopg.connect(url, **kwargs)  # type: ignore[arg-type]
     except psycopg.OperationalError as exc:
-        message = str(exc).replace(url, redact_url(url))
-        raise DatabaseError(f"cannot connect to {redact_url(url)}: {message.strip()}") from None
+        message = " ".join(str(exc).replace(url, redact_url(url)).split())  # one line
+        raise DatabaseError(f"cannot connect to {redact_url(url)}: {message}") from None

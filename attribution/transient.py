@@ -71,7 +71,9 @@ def connect_with_retry(
         except DatabaseError as exc:
             if attempt == attempts or not is_transient(exc):
                 raise
-            announce(f"database not reachable (attempt {attempt}/{attempts}); retrying in {delay:g} s")
+            announce(
+                f"database not reachable (attempt {attempt}/{attempts}); retrying in {delay:g} s"
+            )
             time.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")

@@ -30,7 +30,11 @@ class RefreshOutcome:
 HOST_TAG = "attribution/host"
 PID_TAG = "attribution/pid"
 STARTED_TAG = "attribution/process_started"
-UNFINISHED = (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED)
+UNFINISHED = (
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.NOT_STARTED,
+)
 
 
 def _process_tags() -> dict[str, str]:
@@ -98,6 +102,19 @@ def run_daily_refresh(platform_url: str, landing_dir: str) -> RefreshOutcome:
     for event in result.all_events:
         if event.is_step_failure:
             outcome.step_failures.append(
-                f"{event.step_key}: {event.event_specific_data.error.message.strip()}"
+                f"{event.step_key}: {condense(event.event_specific_data.error.message)}"
             )
     return outcome
+
+
+def condense(message: str, limit: int = 600) -> str:
+    """A step's error as one line: no exception class prefix, no boilerplate, bounded."""
+    text = " ".join(message.split())
+    for prefix in ("dagster._core.definitions.events.Failure: ", "Failure: "):
+        text = text.removeprefix(prefix)
+    text = text.split(" Check the stdout in the Dagster compute logs")[0] + (
+        " — " + text.split("Errors parsed from dbt logs:")[1].strip()
+        if "Errors parsed from dbt logs:" in text
+        else ""
+    )
+    return text if len(text) <= limit else text[: limit - 1] + "…"

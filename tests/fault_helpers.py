@@ -9,6 +9,7 @@ delay drawn from a seeded random generator (the seed is in the test id).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -185,10 +186,8 @@ def wait_for_query(url: str, pattern: str, timeout: float = 300) -> None:
 
 def kill_group(process: subprocess.Popen[str]) -> None:
     """SIGKILL the process and every process it started (a power cut of one machine)."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait(timeout=30)
 
 

@@ -178,7 +178,9 @@ def test_attribution_run_killed_in_every_phase(
         dbt_child.kill()
         output, _ = run.communicate(timeout=600)
         assert run.returncode == 1, output[-3000:]
-        assert "step failed: dbt_models" in output and output.rstrip().endswith("FAILED")
+        (error,) = [line for line in output.splitlines() if line.startswith("error:")]
+        assert error.startswith("error: daily_refresh failed: dbt_models:"), error
+        assert "exit code `-9`" in error and output.rstrip().endswith("FAILED")
 
         # 4. Only the parent killed: its dbt carries on and holds the build lock; the
         #    next run waits for it, and releases the dead run's slot in the pool.
