@@ -51,12 +51,16 @@ def assert_marts_sound(url: str) -> None:
 
 
 def test_two_builds_at_once_are_serialized(loaded: str, tmp_path: Path) -> None:
-    first = dbt_process(loaded, ["run"], tmp_path / "first")
-    wait_for_line(first, r"START sql \S+ model ")  # the first build holds the lock
-    second = dbt_process(loaded, ["run"], tmp_path / "second")
-    waiting = wait_for_line(second, r"another dbt build is running on this database; waiting")
-    assert not any("START sql" in line for line in waiting)
-    assert lock_holders(loaded) == 1
+    # Hold the first build inside its first models (they read raw.deals), however
+    # fast or slow this machine is, while the second one starts.
+    with psycopg.connect(loaded) as gate:
+        gate.execute("lock table raw.deals in access exclusive mode")
+        first = dbt_process(loaded, ["run"], tmp_path / "first")
+        wait_for_line(first, r"START sql \S+ model ")  # the first build holds the lock
+        second = dbt_process(loaded, ["run"], tmp_path / "second")
+        waiting = wait_for_line(second, r"another dbt build is running on this database; waiting")
+        assert not any("START sql" in line for line in waiting)
+        assert lock_holders(loaded) == 1
     first_output, _ = first.communicate(timeout=600)
     second_output, _ = second.communicate(timeout=600)
     assert first.returncode == 0, first_output[-3000:]
