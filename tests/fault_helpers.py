@@ -168,7 +168,7 @@ def wait_for_line(process: subprocess.Popen[str], pattern: str, timeout: float =
     raise AssertionError(f"no line matched {pattern!r} in {timeout} s")
 
 
-def wait_for_query(url: str, pattern: str, timeout: float = 300) -> None:
+def wait_for_query(url: str, pattern: str, timeout: float = 900) -> None:
     """Wait until another session runs a statement whose text matches `pattern` (ILIKE)."""
     deadline = time.monotonic() + timeout
     with psycopg.connect(url, autocommit=True) as conn:
