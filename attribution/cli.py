@@ -111,6 +111,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         summary = marts_summary(url)
     except psycopg.errors.UndefinedTable:  # the first build never completed
         summary = ["marts: not built yet"]
+    except (psycopg.OperationalError, DatabaseError):
+        if ok:
+            raise
+        summary = []  # the run already failed and said why: one error line is enough
     for line in summary:
         print(line)
     print("done" if ok else "FAILED")
