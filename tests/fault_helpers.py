@@ -140,16 +140,38 @@ def dbt_process(url: str, args: list[str], target: Path) -> subprocess.Popen[str
     )
 
 
-def attribution_process(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    """`attribution <args>` in its own process group, output piped."""
+def attribution_process(
+    env: dict[str, str], *args: str, log: Path | None = None
+) -> subprocess.Popen[str]:
+    """`attribution <args>` in its own process group; output piped, or written to `log`
+    (Dagster logs a lot: a pipe nobody reads fills up and blocks the run)."""
+    output = open(log, "w") if log is not None else subprocess.PIPE  # noqa: SIM115
     return subprocess.Popen(
         [sys.executable, "-m", "attribution.cli", *args],
         env=dict(os.environ, **env),
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
     )
+
+
+def finish(process: subprocess.Popen[str], log: Path, timeout: float = 1800) -> str:
+    """Wait for a process started with `log=` and return its output."""
+    process.wait(timeout=timeout)
+    return log.read_text()
+
+
+def wait_for_batches(url: str, count: int, timeout: float = 900) -> None:
+    """Wait until ingestion has committed `count` ledger rows (a file-level kill point)."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            (loaded,) = conn.execute("select count(*) from raw.ingest_batches").fetchone()  # type: ignore[misc]
+            if loaded >= count:
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"ingestion did not reach {count} files within {timeout} s")
 
 
 def wait_for_line(process: subprocess.Popen[str], pattern: str, timeout: float = 300) -> list[str]:

@@ -26,7 +26,7 @@ from attribution.migrations import migrate
 from attribution.synthetic import generate
 from tests.conftest import create_database, drop_database
 from tests.dbt_harness import assert_marts_equal, dbt, ingest
-from tests.fault_helpers import attribution_process, wait_for_line, wait_for_query
+from tests.fault_helpers import attribution_process, finish, wait_for_line, wait_for_query
 from tests.ingest_helpers import good_deal, write_csv
 
 AS_ROOT = os.geteuid() == 0
@@ -246,19 +246,19 @@ def test_restart_during_daily_refresh_is_retried_and_a_dead_server_fails_clearly
     generate(landing, orgs=6, days=20, seed=5)
     env = {"DATABASE_URL": url, "LANDING_DIR": str(landing), "DAGSTER_HOME": str(tmp_path / "dh")}
 
-    run = attribution_process(env, "run")
+    run = attribution_process(env, "run", log=tmp_path / "run1.log")
     wait_for_query(url, '%"marts"."fct_deals%')
     pg_ctl(server, "restart")
-    output, _ = run.communicate(timeout=900)
+    output = finish(run, tmp_path / "run1.log")
     assert run.returncode == 0, output[-5000:]
     assert "STEP_UP_FOR_RETRY" in output or "retry" in output.lower()
 
     generate(landing, orgs=6, days=25, seed=5)  # five more days
-    run = attribution_process(env, "run")
+    run = attribution_process(env, "run", log=tmp_path / "run2.log")
     wait_for_query(url, '%"intermediate"."int_deals__current%')
     pg_ctl(server, "stop")
     try:
-        output, _ = run.communicate(timeout=900)
+        output = finish(run, tmp_path / "run2.log")
     finally:
         server.start()
     assert run.returncode != 0

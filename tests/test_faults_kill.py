@@ -30,12 +30,15 @@ from tests.fault_helpers import (
     clone_database,
     day_files,
     dbt_process,
+    finish,
     kill_group,
     mart_states,
+    wait_for_batches,
     wait_for_line,
     wait_for_query,
     wait_until_connections_gone,
 )
+from tests.ingest_helpers import fetch
 
 BASE = "faults_kill_base"
 EXPECTED = "faults_kill_expected"
@@ -160,23 +163,24 @@ def test_attribution_run_killed_in_every_phase(
 
         # 1. Killed while ingestion copies rows.
         stage(day_files(export, 0, 14), landing)
-        run = attribution_process(env, "run")
-        wait_for_query(url, "copy %")  # a landing file streams in
+        run = attribution_process(env, "run", log=tmp_path / "run1.log")
+        wait_for_batches(url, 10)  # ten files committed, the next one under way
         kill_group(run)
+        assert 10 <= fetch(url, "select count(*) from raw.ingest_batches")[0][0] < 40
 
         # 2. Killed (with its dbt) while fct_partner_attribution is being built.
-        run = attribution_process(env, "run")
+        run = attribution_process(env, "run", log=tmp_path / "run2.log")
         wait_for_query(url, '%"marts"."fct_partner_attribution%')
         reader.start()
         kill_group(run)
 
         # 3. Only the dbt process killed: the Dagster step fails, the run says so.
         stage(day_files(export, 15, 22), landing)
-        run = attribution_process(env, "run")
+        run = attribution_process(env, "run", log=tmp_path / "run3.log")
         wait_for_query(url, '%"marts"."fct_deals%')
         (dbt_child,) = children_named(run, "attribution-dbt")
         dbt_child.kill()
-        output, _ = run.communicate(timeout=600)
+        output = finish(run, tmp_path / "run3.log")
         assert run.returncode == 1, output[-3000:]
         (error,) = [line for line in output.splitlines() if line.startswith("error:")]
         assert error.startswith("error: daily_refresh failed: dbt_models:"), error
@@ -185,13 +189,13 @@ def test_attribution_run_killed_in_every_phase(
         # 4. Only the parent killed: its dbt carries on and holds the build lock; the
         #    next run waits for it, and releases the dead run's slot in the pool.
         stage(day_files(export, 23, 29), landing)
-        run = attribution_process(env, "run")
+        run = attribution_process(env, "run", log=tmp_path / "run4.log")
         wait_for_query(url, '%"intermediate"."int_deals__current%')
         (orphan,) = children_named(run, "attribution-dbt")
         run.kill()
         run.wait()
-        final = attribution_process(env, "run")
-        output, _ = final.communicate(timeout=900)
+        final = attribution_process(env, "run", log=tmp_path / "run5.log")
+        output = finish(final, tmp_path / "run5.log")
         assert final.returncode == 0, output[-4000:]
         assert "was abandoned by a killed process: marked failed" in output
         assert not orphan.is_running() or orphan.status() == "zombie"

@@ -21,7 +21,7 @@ import pytest
 from attribution.build_lock import BUILD_LOCK, build_lock
 from attribution.synthetic import generate
 from tests.dbt_harness import MARTS, assert_matches_reference, ingest, mart
-from tests.fault_helpers import attribution_process, dbt_process, wait_for_line
+from tests.fault_helpers import attribution_process, dbt_process, finish, wait_for_line
 
 DEADLOCK = "deadlock detected"
 
@@ -112,20 +112,23 @@ def test_two_daily_refresh_runs_and_the_sensor_run_at_once(
         "LANDING_DIR": str(landing),
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
     }
-    runs = [attribution_process(env, "run") for _ in range(2)]
+    logs = [tmp_path / f"run{i}.log" for i in range(2)]
+    runs = [attribution_process(env, "run", log=log) for log in logs]
     time.sleep(5)
     from orchestration.instance import dagster_environment
 
     sensor_env = dict(os.environ, **env, **dagster_environment(fresh_db_url))
-    sensor_run = subprocess.Popen(
-        [sys.executable, "-c", ATTRIBUTION_JOB],
-        env=sensor_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    outputs = [run.communicate(timeout=1500)[0] for run in runs]
-    sensor_output, _ = sensor_run.communicate(timeout=1500)
+    sensor_log = tmp_path / "sensor_run.log"
+    with open(sensor_log, "w") as sink:  # Dagster logs a lot: never into an unread pipe
+        sensor_run = subprocess.Popen(
+            [sys.executable, "-c", ATTRIBUTION_JOB],
+            env=sensor_env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    outputs = [finish(run, log) for run, log in zip(runs, logs, strict=True)]
+    sensor_output = finish(sensor_run, sensor_log)
     for run, output in zip(runs, outputs, strict=True):
         assert run.returncode == 0, output[-4000:]
         assert "of daily_refresh: succeeded" in output
