@@ -237,11 +237,22 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - one clear line instead of a stack of frames
         import psycopg
 
-        if not isinstance(exc, (psycopg.Error, OSError)) and (
-            exc.__class__.__name__ != "OperationalError"
-        ):
+        # Dagster wraps its storage's errors (DagsterPostgresException, "too many
+        # retries for DB connection"): look down the chain for the cause.
+        chain: list[BaseException] = []
+        cause: BaseException | None = exc
+        while cause is not None and len(chain) < 20:
+            chain.append(cause)
+            cause = cause.__cause__ or cause.__context__
+        known = [
+            e
+            for e in chain
+            if isinstance(e, (psycopg.Error, OSError))
+            or e.__class__.__name__ in ("OperationalError", "DagsterPostgresException")
+        ]
+        if not known:
             raise
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        print(f"error: {_one_line(known[-1])}", file=sys.stderr)
         return 2
 
 
