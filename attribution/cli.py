@@ -37,10 +37,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
+    from attribution.transient import connect_with_retry
     from ingestion import ingest_directory
 
     directory = Path(args.directory)
     url = database_url()
+    connect_with_retry(url).close()  # a server still starting up is waited for, briefly
     print(f"ingesting {directory} into {redact_url(url)}")
     report = ingest_directory(url, directory)
     for line in report.lines():
@@ -106,14 +108,18 @@ def _cmd_db(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import psycopg
+
     from attribution.migrations import migrate
     from attribution.pipeline import marts_summary, run_pipeline
+    from attribution.transient import connect_with_retry
 
     landing = os.environ.get("LANDING_DIR")
     if not landing:
         print("error: set LANDING_DIR to the folder where CRM exports land", file=sys.stderr)
         return 2
     url = database_url()
+    connect_with_retry(url).close()  # a server still starting up is waited for, briefly
     print(f"running the pipeline on {landing} into {redact_url(url)}")
     if args.full_refresh:
         # A full rebuild is an operator's decision, not a schedule's: plain dbt.
@@ -124,8 +130,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         migrate(url)
         outcome = run_daily_refresh(url, landing)
-        for failure in outcome.step_failures:
-            print(f"step failed: {failure}", file=sys.stderr)
+        if outcome.step_failures:  # one line, however many steps failed
+            print(
+                f"error: daily_refresh failed: {'; '.join(outcome.step_failures)}", file=sys.stderr
+            )
         for label in outcome.failed_warnings:
             print(f"check warning: {label}")
         for label in outcome.failed_errors:
@@ -134,7 +142,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"Dagster run {outcome.run_id} of daily_refresh: {'succeeded' if outcome.success else 'FAILED'}"
         )
         ok = outcome.ok
-    for line in marts_summary(url):
+    try:
+        summary = marts_summary(url)
+    except psycopg.errors.UndefinedTable:  # the first build never completed
+        summary = ["marts: not built yet"]
+    except (psycopg.OperationalError, DatabaseError):
+        if ok:
+            raise
+        summary = []  # the run already failed and said why: one error line is enough
+    for line in summary:
         print(line)
     print("done" if ok else "FAILED")
     return 0 if ok else 1
@@ -319,12 +335,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    """An error as one line a person can act on: what failed and on which resource."""
+    import psycopg
+
+    text = " ".join(str(exc).split())
+    if isinstance(exc, psycopg.errors.DiskFull):
+        return f"the database server ran out of disk space: {text}"
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return f"the database refused access: {text}"
+    if isinstance(exc, psycopg.Error):
+        return f"database error ({exc.__class__.__name__}): {text}"
+    if exc.__class__.__name__ == "OperationalError":  # SQLAlchemy: Dagster's storage
+        return f"Dagster's storage database is unreachable: {text.split('(Background')[0]}"
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.strerror}: {exc.filename}"
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Every anticipated failure ends as one `error:` line (no traceback) and exit code 2."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (DatabaseError, NotADirectoryError, ValueError) as exc:  # bi.AccessError is one
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - one clear line instead of a stack of frames
+        import psycopg
+
+        # Dagster wraps its storage's errors (DagsterPostgresException, "too many
+        # retries for DB connection"): look down the chain for the cause.
+        chain: list[BaseException] = []
+        cause: BaseException | None = exc
+        while cause is not None and len(chain) < 20:
+            chain.append(cause)
+            cause = cause.__cause__ or cause.__context__
+        known = [
+            e
+            for e in chain
+            if isinstance(e, (psycopg.Error, OSError))
+            or e.__class__.__name__ in ("OperationalError", "DagsterPostgresException")
+        ]
+        if not known:
+            raise
+        print(f"error: {_one_line(known[-1])}", file=sys.stderr)
         return 2
 
 

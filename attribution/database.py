@@ -406,5 +406,5 @@ def connect(url: str, **kwargs: object) -> psycopg.Connection:
         return psycopg.connect(url, **kwargs)  # type: ignore[arg-type]
     except psycopg.Error as exc:
         # Also ProgrammingError: a malformed URL's error quotes it, password included.
-        message = redact_secrets(str(exc), url)
-        raise DatabaseError(f"cannot connect to {redact_url(url)}: {message.strip()}") from None
+        message = " ".join(redact_secrets(str(exc), url).split())  # one line
+        raise DatabaseError(f"cannot connect to {redact_url(url)}: {message}") from None

@@ -31,8 +31,10 @@ def dbt_env(url: str) -> dict[str, str]:
 
 
 def dbt_executable() -> str:
-    candidate = Path(sys.executable).parent / "dbt"
-    return str(candidate) if candidate.exists() else "dbt"
+    """`attribution-dbt`: dbt itself, with writing commands under the build lock
+    (attribution/build_lock.py), so two builds never interleave on one database."""
+    candidate = Path(sys.executable).parent / "attribution-dbt"
+    return str(candidate) if candidate.exists() else "attribution-dbt"
 
 
 def run_dbt(

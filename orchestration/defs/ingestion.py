@@ -7,6 +7,7 @@ import dagster as dg
 from ingestion import ingest_directory
 from ingestion.contracts import ENTITIES
 from orchestration.resources import LandingFolder, PlatformDatabase
+from orchestration.retries import DATABASE_RETRY, classify
 
 RAW_TABLE_KEYS = {entity.name: dg.AssetKey(["raw", entity.name]) for entity in ENTITIES}
 LEDGER_KEY = dg.AssetKey(["raw", "ingest_batches"])
@@ -34,12 +35,16 @@ def _raw_spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
     ],
     can_subset=False,
     pool="attribution_database",
+    retry_policy=DATABASE_RETRY,
 )
 def raw_tables(
     context: dg.AssetExecutionContext, database: PlatformDatabase, landing: LandingFolder
 ):
     """Load every new or changed file of the landing folder (SPEC §3); a file is loaded once."""
-    report = ingest_directory(database.url, landing.directory)
+    try:
+        report = ingest_directory(database.url, landing.directory)
+    except Exception as exc:  # noqa: BLE001 - classified: retried only when transient
+        raise classify(exc) from None
     per_entity: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     files: dict[str, list[str]] = defaultdict(list)
     for result in report.files:
@@ -56,9 +61,12 @@ def raw_tables(
     for line in report.lines():
         context.log.info(line)
     if not report.ok:
+        # A file that cannot be read (permissions, a vanished disk) fails the same way
+        # on every retry: the run stops at once and names the files.
         raise dg.Failure(
-            description="some landing files could not be processed",
+            description="some landing files could not be processed: " + "; ".join(report.errors),
             metadata={"errors": dg.MetadataValue.md("\n".join(f"- {e}" for e in report.errors))},
+            allow_retries=False,
         )
     for name, key in RAW_TABLE_KEYS.items():
         stats = per_entity[name]
