@@ -147,3 +147,25 @@ def ingest(url: str, landing: Path) -> IngestReport:
     report = ingest_directory(url, landing)
     assert report.ok, report.lines()
     return report
+
+
+def _assert_row(table: str, key: object, got: dict, want: dict, tolerance: float = 1e-6) -> None:
+    for field, value in want.items():
+        if isinstance(value, (Decimal, float)) or isinstance(got[field], (Decimal, float)):
+            assert _close(got[field], value, tolerance), (table, key, field, got[field], value)
+        else:
+            assert got[field] == value, (table, key, field, got[field], value)
+
+
+def assert_partner_marts_match_reference(url: str) -> None:
+    """marts.partner_performance and marts.dim_organizations equal the reference."""
+    with psycopg.connect(url) as conn:
+        data = reference.from_database(conn)
+    for table, expected in (
+        ("partner_performance", reference.expected_partner_performance(data)),
+        ("dim_organizations", reference.expected_organizations(data)),
+    ):
+        actual = mart(url, table)
+        assert actual.keys() == {(k,) for k in expected}, (table, actual.keys(), expected.keys())
+        for key, want in expected.items():
+            _assert_row(table, key, actual[(key,)], want)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from tests.dbt_harness import (
     MARTS,
     assert_marts_equal,
     assert_matches_reference,
+    assert_partner_marts_match_reference,
     build_pair,
     ingest,
     mart,
@@ -257,6 +259,7 @@ class Stats:
     attribution_rows: int = 0
     kinds: Counter = field(default_factory=Counter)
     seconds: Counter = field(default_factory=Counter)  # per step: ingest, dbt, compare
+    progress: bool = False
 
 
 def kinds(batch: Batch) -> list[str]:
@@ -284,9 +287,9 @@ def land(landing: Path, number: int, batch: Batch, history: list[Batch]) -> Coun
     write_batch(landing, label(number), batch.files(), batch.fmt)
     delivered = [batch]
     if batch.redeliver is not None:
-        for path in sorted(landing.glob(f"*_{label(batch.redeliver)}.*")):
-            entity = path.name.split("_", 1)[0]
-            shutil.copy(path, landing / f"{entity}_{label(number)}_again{path.suffix}")
+        old, new = f"_{label(batch.redeliver)}.", f"_{label(number)}_again."
+        for path in sorted(landing.glob(f"*{old}*")):
+            shutil.copy(path, landing / path.name.replace(old, new))
         delivered.append(history[batch.redeliver])
     for each in delivered:
         for entity, rows in each.rows.items():
@@ -327,8 +330,8 @@ def run_scenario(server_url: str, workdir: Path, scenario: list[Batch], stats: S
             expected = land(landing, number, batch, scenario[:number])
             started = time.monotonic()
             before = counts(incremental)
-            ingest(incremental, landing)
-            ingest(full, landing)
+            for url in (incremental, full):
+                assert ingest(url, landing).count("refused") == 0
             assert_loaded(before, counts(incremental), expected)
             assert counts(full) == counts(incremental)
             previous = all_marts(incremental) if batch.reland is not None else None
@@ -341,6 +344,7 @@ def run_scenario(server_url: str, workdir: Path, scenario: list[Batch], stats: S
             started = time.monotonic()
             assert_marts_equal(incremental, full)
             stats.attribution_rows += assert_matches_reference(incremental)
+            assert_partner_marts_match_reference(incremental)
             assert_no_cross_org_credit(incremental)
             assert fetch(incremental, "select count(*) from marts.attribution_backlog") == [(0,)]
             if previous is not None:
@@ -349,10 +353,15 @@ def run_scenario(server_url: str, workdir: Path, scenario: list[Batch], stats: S
             stats.batches += 1
             stats.kinds.update(kinds(batch))
     stats.examples += 1
+    if stats.progress:
+        # Past pytest's capture: a long run shows it is alive.
+        print(f"example {stats.examples}: {len(scenario)} batches equal", file=sys.__stderr__)
 
 
-def check_property(server_url: str, workdir: Path, max_examples: int, max_batches: int) -> Stats:
-    stats = Stats()
+def check_property(
+    server_url: str, workdir: Path, max_examples: int, max_batches: int, progress: bool = False
+) -> Stats:
+    stats = Stats(progress=progress)
 
     @settings(
         max_examples=max_examples,
@@ -395,6 +404,6 @@ def test_incremental_equals_truth_many_examples(
     server_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     examples = int(os.environ.get("PROPERTY_EXAMPLES", "25"))
-    stats = check_property(server_url, tmp_path, max_examples=examples, max_batches=5)
+    stats = check_property(server_url, tmp_path, examples, max_batches=5, progress=True)
     report(stats, capsys)
     assert stats.examples >= examples
