@@ -28,7 +28,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from tests import reference_attribution as reference
@@ -358,8 +358,59 @@ def run_scenario(server_url: str, workdir: Path, scenario: list[Batch], stats: S
         print(f"example {stats.examples}: {len(scenario)} batches equal", file=sys.__stderr__)
 
 
+# Scenarios Hypothesis found failing, replayed first by the slow variant. The one
+# below broke the test's own bookkeeping (an `fx_rates` file delivered again under
+# a new name was misnamed); the pipeline was right. Kept, made small by hand: the
+# re-delivered old EUR rate loads after the new one for the same date and wins.
+REGRESSIONS: list[list[Batch]] = [
+    [
+        Batch(
+            rows={
+                **opening_batch().rows,
+                "fx_rates": [{"currency": "EUR", "rate_date": "2026-03-01", "usd_per_unit": "1.1"}],
+                "deals": [
+                    {
+                        "deal_id": "d1",
+                        "org_id": "o1",
+                        "name": "Deal d1",
+                        "amount": "1000",
+                        "currency": "EUR",
+                        "status": "won",
+                        "created_at": stamp(0, 0, "Z"),
+                        "closed_at": stamp(2, 12, "+02:00"),
+                        "updated_at": stamp(2, 12, "Z"),
+                    }
+                ],  # fmt: skip
+                "touchpoints": [
+                    {
+                        "touchpoint_id": "t1",
+                        "org_id": "o1",
+                        "deal_id": "d1",
+                        "partner_id": "p1",
+                        "touchpoint_type": "referral",
+                        "occurred_at": stamp(0, 1, "Z"),
+                    }
+                ],  # fmt: skip
+            }
+        ),
+        Batch(
+            rows={
+                "fx_rates": [{"currency": "EUR", "rate_date": "2026-03-01", "usd_per_unit": "2"}]
+            },
+            fmt="jsonl",
+            redeliver=0,
+        ),
+    ],
+]
+
+
 def check_property(
-    server_url: str, workdir: Path, max_examples: int, max_batches: int, progress: bool = False
+    server_url: str,
+    workdir: Path,
+    max_examples: int,
+    max_batches: int,
+    progress: bool = False,
+    regressions: tuple[list[Batch], ...] = (),
 ) -> Stats:
     stats = Stats(progress=progress)
 
@@ -377,6 +428,8 @@ def check_property(
     def incremental_equals_truth(scenario: list[Batch]) -> None:
         run_scenario(server_url, workdir, scenario, stats)
 
+    for scenario in regressions:
+        incremental_equals_truth = example(scenario=scenario)(incremental_equals_truth)
     incremental_equals_truth()
     return stats
 
@@ -404,6 +457,8 @@ def test_incremental_equals_truth_many_examples(
     server_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     examples = int(os.environ.get("PROPERTY_EXAMPLES", "25"))
-    stats = check_property(server_url, tmp_path, examples, max_batches=5, progress=True)
+    stats = check_property(
+        server_url, tmp_path, examples, max_batches=5, progress=True, regressions=REGRESSIONS
+    )
     report(stats, capsys)
     assert stats.examples >= examples
