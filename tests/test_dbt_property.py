@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -259,7 +259,7 @@ class Stats:
     attribution_rows: int = 0
     kinds: Counter = field(default_factory=Counter)
     seconds: Counter = field(default_factory=Counter)  # per step: ingest, dbt, compare
-    progress: bool = False
+    progress: Callable[[str], None] | None = None  # a long run shows it is alive
 
 
 def kinds(batch: Batch) -> list[str]:
@@ -354,8 +354,7 @@ def run_scenario(server_url: str, workdir: Path, scenario: list[Batch], stats: S
             stats.kinds.update(kinds(batch))
     stats.examples += 1
     if stats.progress:
-        # Past pytest's capture: a long run shows it is alive.
-        print(f"example {stats.examples}: {len(scenario)} batches equal", file=sys.__stderr__)
+        stats.progress(f"example {stats.examples}: {len(scenario)} batches equal")
 
 
 # Scenarios Hypothesis found failing, replayed first by the slow variant. The one
@@ -409,7 +408,7 @@ def check_property(
     workdir: Path,
     max_examples: int,
     max_batches: int,
-    progress: bool = False,
+    progress: Callable[[str], None] | None = None,
     regressions: tuple[list[Batch], ...] = (),
 ) -> Stats:
     stats = Stats(progress=progress)
@@ -434,14 +433,23 @@ def check_property(
     return stats
 
 
+def printer(capsys: pytest.CaptureFixture[str]) -> Callable[[str], None]:
+    """Print past pytest's output capture."""
+
+    def say(line: str) -> None:
+        with capsys.disabled():
+            print(line, flush=True)
+
+    return say
+
+
 def report(stats: Stats, capsys: pytest.CaptureFixture[str]) -> None:
-    with capsys.disabled():
-        print(
-            f"\nproperty test: {stats.examples} examples, {stats.batches} batches,"
-            f" {stats.attribution_rows} attribution rows compared with the reference;"
-            f" {dict(sorted(stats.kinds.items()))};"
-            f" seconds { ({k: round(v) for k, v in stats.seconds.items()}) }"
-        )
+    printer(capsys)(
+        f"\nproperty test: {stats.examples} examples, {stats.batches} batches,"
+        f" {stats.attribution_rows} attribution rows compared with the reference;"
+        f" {dict(sorted(stats.kinds.items()))};"
+        f" seconds { ({k: round(v) for k, v in stats.seconds.items()}) }"
+    )
 
 
 def test_incremental_equals_truth(
@@ -458,7 +466,12 @@ def test_incremental_equals_truth_many_examples(
 ) -> None:
     examples = int(os.environ.get("PROPERTY_EXAMPLES", "25"))
     stats = check_property(
-        server_url, tmp_path, examples, max_batches=5, progress=True, regressions=REGRESSIONS
+        server_url,
+        tmp_path,
+        examples,
+        max_batches=5,
+        progress=printer(capsys),
+        regressions=REGRESSIONS,
     )
     report(stats, capsys)
     assert stats.examples >= examples
