@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,8 +15,11 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from attribution.dbt import run_dbt
+from attribution.migrations import migrate
 from ingestion import ingest_directory
+from ingestion.service import IngestReport
 from tests import reference_attribution as reference
+from tests.conftest import create_database, drop_database
 
 # Columns that legitimately differ between incremental and full builds: the
 # history arrays accumulate every organization/day/partner a deal counted for.
@@ -35,6 +41,35 @@ def dbt(url: str, tmp: Path, *args: str) -> str:
 
 def build(url: str, tmp: Path, full_refresh: bool = False) -> None:
     dbt(url, tmp, "run", *(["--full-refresh"] if full_refresh else []))
+
+
+def build_pair(incremental: str, full: str, tmp: Path) -> None:
+    """An incremental run on one database and a full refresh on the other, side by side.
+
+    They are separate dbt processes on separate databases, so running them at
+    once halves the wall time of the tests that compare the two.
+    """
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = [
+            pool.submit(build, incremental, tmp / "dbt-inc"),
+            pool.submit(build, full, tmp / "dbt-full", True),
+        ]
+        for run in runs:
+            run.result()
+
+
+@contextmanager
+def paired_databases(server_url: str, prefix: str) -> Iterator[tuple[str, str]]:
+    """Two fresh, migrated databases (`<prefix>_inc`, `<prefix>_full`), dropped afterwards."""
+    names = f"{prefix}_inc", f"{prefix}_full"
+    urls = create_database(server_url, names[0]), create_database(server_url, names[1])
+    for url in urls:
+        migrate(url)
+    try:
+        yield urls
+    finally:
+        for name in names:
+            drop_database(server_url, name)
 
 
 def mart(url: str, table: str) -> dict[tuple, dict]:
@@ -108,6 +143,29 @@ def stage(files: list[Path], landing: Path) -> None:
         shutil.copy2(path, landing / path.name)
 
 
-def ingest(url: str, landing: Path) -> None:
+def ingest(url: str, landing: Path) -> IngestReport:
     report = ingest_directory(url, landing)
     assert report.ok, report.lines()
+    return report
+
+
+def _assert_row(table: str, key: object, got: dict, want: dict, tolerance: float = 1e-6) -> None:
+    for field, value in want.items():
+        if isinstance(value, (Decimal, float)) or isinstance(got[field], (Decimal, float)):
+            assert _close(got[field], value, tolerance), (table, key, field, got[field], value)
+        else:
+            assert got[field] == value, (table, key, field, got[field], value)
+
+
+def assert_partner_marts_match_reference(url: str) -> None:
+    """marts.partner_performance and marts.dim_organizations equal the reference."""
+    with psycopg.connect(url) as conn:
+        data = reference.from_database(conn)
+    for table, expected in (
+        ("partner_performance", reference.expected_partner_performance(data)),
+        ("dim_organizations", reference.expected_organizations(data)),
+    ):
+        actual = mart(url, table)
+        assert actual.keys() == {(k,) for k in expected}, (table, actual.keys(), expected.keys())
+        for key, want in expected.items():
+            _assert_row(table, key, actual[(key,)], want)

@@ -47,6 +47,48 @@ def write_jsonl(path: Path, rows: list[object]) -> Path:
     return path
 
 
+# Row builders for hand-made CRM exports (SPEC §2): every field as text, as a CSV holds it.
+T = "2026-03-{:02d}T{:02d}:00:00Z"
+
+
+def deal(deal_id: str, status: str, amount: str, currency: str, closed: str, updated: str,
+         org: str = "o1", created: str = T.format(1, 9)) -> dict[str, str]:  # fmt: skip
+    return {
+        "deal_id": deal_id, "org_id": org, "name": f"Deal {deal_id}", "amount": amount,
+        "currency": currency, "status": status, "created_at": created, "closed_at": closed,
+        "updated_at": updated,
+    }  # fmt: skip
+
+
+def tp(
+    tp_id: str, deal_id: str, partner: str, kind: str, at: str, org: str = "o1"
+) -> dict[str, str]:
+    return {"touchpoint_id": tp_id, "org_id": org, "deal_id": deal_id, "partner_id": partner,
+            "touchpoint_type": kind, "occurred_at": at}  # fmt: skip
+
+
+def partner(
+    pid: str, org: str, updated: str = "2026-01-01", status: str = "active"
+) -> dict[str, str]:
+    return {"partner_id": pid, "org_id": org, "name": f"Partner {pid}", "partner_type": "reseller",
+            "status": status, "updated_at": updated}  # fmt: skip
+
+
+def write_batch(
+    landing: Path, label: str, batch: dict[str, list[dict[str, str]]], fmt: str = "csv"
+) -> list[Path]:
+    """One landing file per entity, `<entity>_<label>.<fmt>`; in JSONL an empty field is null."""
+    written = []
+    for entity, rows in batch.items():
+        path = landing / f"{entity}_{label}.{fmt}"
+        if fmt == "csv":
+            write_csv(path, rows)
+        else:
+            write_jsonl(path, [{k: (v if v != "" else None) for k, v in r.items()} for r in rows])
+        written.append(path)
+    return written
+
+
 def fetch(url: str, query: str, params: list | None = None) -> list[tuple]:
     with psycopg.connect(url) as conn:
         return conn.execute(query, params or []).fetchall()  # type: ignore[arg-type]

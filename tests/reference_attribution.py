@@ -28,6 +28,12 @@ The rules, numbered as in the specification:
    the deal (same org, partner of the org) that happened no later than 24 hours
    after the deal was created.
 7. Per-deal facts.
+8. Per-partner performance: a partner *touched* a deal when one of its current
+   touchpoints, recorded in the partner's org, is on a current deal of that org
+   (whatever its date); won/lost counts, win rate, sourced and influenced
+   revenue, attributed revenue per model, first and last touch.
+9. Organizations: active partners (current partners of the org with status
+   `active`) and the size tier.
 """
 
 from __future__ import annotations
@@ -353,6 +359,97 @@ def expected_deals(data: RawData, lookback_days: int = DEFAULT_LOOKBACK_DAYS) ->
             "is_partner_influenced": source is None and len(eligible) >= 1,
         }
     return facts
+
+
+# --------------------------------------------------------------------------
+# Rule 8: partner performance
+# --------------------------------------------------------------------------
+
+
+def _sum_known(values: Iterable[Decimal | None]) -> Decimal | None:
+    """SQL `sum`: nulls ignored, null when nothing is left."""
+    known = [v for v in values if v is not None]
+    return sum(known, Decimal(0)) if known else None
+
+
+def expected_partner_performance(
+    data: RawData, lookback_days: int = DEFAULT_LOOKBACK_DAYS
+) -> dict[str, dict]:
+    """One row per current partner, keyed by partner_id (money as Decimal or float)."""
+    current = current_versions(data)
+    deals = expected_deals(data, lookback_days)
+    attribution = expected_attribution(data, lookback_days)
+    out: dict[str, dict] = {}
+    for partner in current.partners:
+        pid, org = partner["partner_id"], partner["org_id"]
+        touches = [
+            tp
+            for tp in current.touchpoints
+            if tp["partner_id"] == pid
+            and tp["org_id"] == org
+            and tp["deal_id"] in deals
+            and deals[tp["deal_id"]]["org_id"] == org
+        ]
+        touched = [deals[d] for d in sorted({tp["deal_id"] for tp in touches})]
+        won = [d for d in touched if d["status"] == "won"]
+        lost = [d for d in touched if d["status"] == "lost"]
+        won_amounts = [d["amount_usd"] for d in won if d["amount_usd"] is not None]
+        sourced = [d for d in deals.values() if d["is_won"] and d["sourced_partner_id"] == pid]
+        row = {
+            "org_id": org,
+            "partner_name": partner["name"],
+            "partner_type": partner["partner_type"],
+            "partner_status": partner["status"],
+            "deals_touched": len(touched),
+            "deals_won": len(won),
+            "deals_lost": len(lost),
+            "win_rate": len(won) / (len(won) + len(lost)) if won or lost else None,
+            "sourced_deals_won": len(sourced),
+            "sourced_revenue_usd": _sum_known(d["amount_usd"] for d in sourced) or Decimal(0),
+            "influenced_revenue_usd": _sum_known(
+                d["amount_usd"] for d in won if d["sourced_partner_id"] != pid
+            )
+            or Decimal(0),
+            "avg_won_deal_size_usd": (
+                sum(won_amounts, Decimal(0)) / len(won_amounts) if won_amounts else None
+            ),
+            "first_touch_at": min((tp["occurred_at"] for tp in touches), default=None),
+            "last_touch_at": max((tp["occurred_at"] for tp in touches), default=None),
+        }
+        for model in MODELS:
+            row[f"attributed_revenue_usd_{model}"] = math.fsum(
+                r["attributed_amount_usd"]
+                for (_, p, m), r in attribution.items()
+                if p == pid and m == model
+            )
+        out[pid] = row
+    return out
+
+
+# --------------------------------------------------------------------------
+# Rule 9: organizations
+# --------------------------------------------------------------------------
+
+TIERS = ((500, "enterprise"), (200, "large"), (50, "medium"), (0, "small"))
+
+
+def expected_organizations(data: RawData) -> dict[str, dict]:
+    """One row per current organization, keyed by org_id."""
+    current = current_versions(data)
+    out: dict[str, dict] = {}
+    for org in current.organizations:
+        active = sum(
+            1 for p in current.partners if p["org_id"] == org["org_id"] and p["status"] == "active"
+        )
+        tier = next(name for floor, name in TIERS if active >= floor)
+        out[org["org_id"]] = {
+            "org_name": org["name"],
+            "plan": org["plan"],
+            "active_partner_count": active,
+            "tier": tier,
+            "requires_pagination": tier in ("large", "enterprise"),
+        }
+    return out
 
 
 # --------------------------------------------------------------------------

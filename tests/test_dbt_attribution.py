@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from attribution.synthetic import generate
-from tests.conftest import create_database, drop_database
 from tests.dbt_harness import (
     assert_marts_equal,
     assert_matches_reference,
     build,
+    build_pair,
     ingest,
+    paired_databases,
     stage,
 )
 
@@ -42,21 +43,17 @@ def day_files(export: Path, first: int, last: int) -> list[Path]:
 def test_incremental_runs_equal_full_refresh_and_the_reference(
     server_url: str, export: Path, tmp_path: Path
 ) -> None:
-    incremental = create_database(server_url, "dbt_incremental")
-    full = create_database(server_url, "dbt_full")
-    try:
+    with paired_databases(server_url, "dbt") as (incremental, full):
         compared = 0
         for step, (first, last) in enumerate(STEPS):
             files = day_files(export, first, last)
             for url, landing in ((incremental, tmp_path / "inc"), (full, tmp_path / "full")):
                 stage(files, landing)
                 ingest(url, landing)
-            build(incremental, tmp_path / "dbt-inc")
             if step in (0, len(STEPS) - 1):
-                build(full, tmp_path / "dbt-full", full_refresh=True)
+                build_pair(incremental, full, tmp_path)
                 assert_marts_equal(incremental, full)
                 compared = assert_matches_reference(incremental)
+            else:
+                build(incremental, tmp_path / "dbt-inc")
         assert compared > 200, "too few attribution rows to mean anything"
-    finally:
-        drop_database(server_url, "dbt_incremental")
-        drop_database(server_url, "dbt_full")

@@ -11,33 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import create_database, drop_database
-from tests.dbt_harness import assert_marts_equal, assert_matches_reference, build, ingest, mart
-from tests.ingest_helpers import fetch, write_csv
-
-T = "2026-03-{:02d}T{:02d}:00:00Z"
-
-
-def deal(deal_id: str, status: str, amount: str, currency: str, closed: str, updated: str,
-         org: str = "o1", created: str = T.format(1, 9)) -> dict[str, str]:  # fmt: skip
-    return {
-        "deal_id": deal_id, "org_id": org, "name": f"Deal {deal_id}", "amount": amount,
-        "currency": currency, "status": status, "created_at": created, "closed_at": closed,
-        "updated_at": updated,
-    }  # fmt: skip
-
-
-def tp(
-    tp_id: str, deal_id: str, partner: str, kind: str, at: str, org: str = "o1"
-) -> dict[str, str]:
-    return {"touchpoint_id": tp_id, "org_id": org, "deal_id": deal_id, "partner_id": partner,
-            "touchpoint_type": kind, "occurred_at": at}  # fmt: skip
-
-
-def partner(pid: str, org: str, updated: str = "2026-01-01") -> dict[str, str]:
-    return {"partner_id": pid, "org_id": org, "name": f"Partner {pid}", "partner_type": "reseller",
-            "status": "active", "updated_at": updated}  # fmt: skip
-
+from tests.dbt_harness import (
+    assert_marts_equal,
+    assert_matches_reference,
+    build_pair,
+    ingest,
+    mart,
+    paired_databases,
+)
+from tests.ingest_helpers import T, deal, fetch, partner, tp, write_batch
 
 BATCHES: list[dict[str, list[dict[str, str]]]] = [
     {  # 1: the starting state
@@ -93,17 +75,10 @@ BATCHES: list[dict[str, list[dict[str, str]]]] = [
 ]
 
 
-def write_batch(landing: Path, number: int, batch: dict[str, list[dict[str, str]]]) -> None:
-    for entity, rows in batch.items():
-        write_csv(landing / f"{entity}_batch{number}.csv", rows)
-
-
 @pytest.fixture
 def databases(server_url: str):
-    urls = create_database(server_url, "changes_inc"), create_database(server_url, "changes_full")
-    yield urls
-    drop_database(server_url, "changes_inc")
-    drop_database(server_url, "changes_full")
+    with paired_databases(server_url, "changes") as urls:
+        yield urls
 
 
 def test_each_change_is_honoured_incrementally(databases: tuple[str, str], tmp_path: Path) -> None:
@@ -112,7 +87,7 @@ def test_each_change_is_honoured_incrementally(databases: tuple[str, str], tmp_p
     landing.mkdir()
     seen: list[dict] = []
     for number, batch in enumerate(BATCHES, 1):
-        write_batch(landing, number, batch)
+        write_batch(landing, f"batch{number}", batch)
         for url in (incremental, full):
             ingest(url, landing)
         if number == 2:
@@ -122,8 +97,7 @@ def test_each_change_is_honoured_incrementally(databases: tuple[str, str], tmp_p
                 d for (d,) in fetch(incremental, "select deal_id from marts.attribution_backlog")
             }
             assert pending == {"d1", "d3"}
-        build(incremental, tmp_path / "dbt-inc")
-        build(full, tmp_path / "dbt-full", full_refresh=True)
+        build_pair(incremental, full, tmp_path)
         assert_marts_equal(incremental, full)
         assert_matches_reference(incremental)
         assert fetch(incremental, "select count(*) from marts.attribution_backlog") == [(0,)]

@@ -23,6 +23,8 @@ from tests.reference_attribution import (
     current_versions,
     expected_attribution,
     expected_deals,
+    expected_organizations,
+    expected_partner_performance,
     model_credits,
 )
 
@@ -764,3 +766,41 @@ def test_small_dataset_invariants():
         5,
         4,
     )
+
+
+# ---------------------------------------------------------------------------
+# Rules 8 and 9: partner performance and organizations
+# ---------------------------------------------------------------------------
+
+
+def test_partner_performance_and_organizations_by_hand():
+    raw = scene().partner("p5", "o1", status="inactive", updated_at=UPDATED + DAY)
+    # d1 (won, 1000 USD): p1 referral at creation (sources it), p2 a meeting.
+    raw.tp("t1", "p1", CREATED, touchpoint_type="referral").tp("t2", "p2", CLOSE - DAY)
+    # d2 (lost, 500 USD): p2 again; px (of o2) touches it too but is never counted for o1.
+    raw.deal("d2", amount="500", status="lost").tp("t3", "p2", CLOSE - DAY, deal_id="d2")
+    raw.tp("t4", "px", CLOSE - DAY, deal_id="d2", org_id="o1")
+    raw.deal()
+    perf = expected_partner_performance(raw.data())
+    organizations = expected_organizations(raw.data())
+
+    p1, p2, px = perf["p1"], perf["p2"], perf["px"]
+    # p1 touched d1 only: 1 won, sourced it, influenced nothing; every model credits it.
+    assert (p1["deals_touched"], p1["deals_won"], p1["deals_lost"]) == (1, 1, 0)
+    assert (p1["sourced_deals_won"], p1["sourced_revenue_usd"]) == (1, Decimal("1000"))
+    assert p1["influenced_revenue_usd"] == 0 and p1["win_rate"] == 1
+    # linear: 2 touchpoints on d1 -> 500 each; first_touch all 1000 to p1, last_touch none.
+    assert p1["attributed_revenue_usd_linear"] == pytest.approx(500)
+    assert p1["attributed_revenue_usd_first_touch"] == pytest.approx(1000)
+    assert p1["attributed_revenue_usd_last_touch"] == 0
+    # p2 touched d1 (won, not sourced by p2) and d2 (lost): win rate 1/2, influenced 1000.
+    assert (p2["deals_touched"], p2["deals_won"], p2["deals_lost"]) == (2, 1, 1)
+    assert p2["win_rate"] == 0.5 and p2["influenced_revenue_usd"] == Decimal("1000")
+    assert p2["avg_won_deal_size_usd"] == Decimal("1000")
+    assert p2["first_touch_at"] == p2["last_touch_at"] == CLOSE - DAY
+    # px belongs to o2: its touchpoint recorded under o1 touches nothing.
+    assert px["deals_touched"] == 0 and px["win_rate"] is None and px["first_touch_at"] is None
+    # o1: p1..p4 active, p5 inactive in its latest version -> 4; o2: px -> 1; both small.
+    assert organizations["o1"]["active_partner_count"] == 4
+    assert organizations["o2"]["active_partner_count"] == 1
+    assert organizations["o1"]["tier"] == "small" and not organizations["o1"]["requires_pagination"]
