@@ -98,9 +98,11 @@ def deal_rows(draw: st.DrawFn, batch: int) -> dict[str, str]:
 @st.composite
 def touchpoint_rows(draw: st.DrawFn) -> dict[str, str]:
     deal_id = draw(st.sampled_from([*sorted(DEAL_HOME), "d9"]))  # d9: no such deal
-    partner_id = draw(st.sampled_from([*sorted(PARTNER_HOME), "ghost"]))
-    # Mostly the deal's org; sometimes another one (never credited).
+    # Mostly the deal's org and a partner of it (creditable); sometimes another org,
+    # a partner of another org or an unknown one (never credited).
     org = DEAL_HOME.get(deal_id, "o1")
+    own = [p for p, home in sorted(PARTNER_HOME.items()) if home == org]
+    partner_id = draw(st.sampled_from([*own, *own, *sorted(PARTNER_HOME), "ghost"]))
     return {
         "touchpoint_id": draw(st.sampled_from(TOUCHPOINTS)),
         "org_id": draw(st.sampled_from([org] * 3 + list(ORGS))),
