@@ -37,9 +37,12 @@ def dagster_storage_url(platform_url: str) -> str:
 
 def dagster_environment(platform_url: str) -> dict[str, str]:
     """DAGSTER_HOME (default `<checkout>/.dagster_home`) with dagster.yaml, and its storage URL."""
+    own_home = not os.environ.get("DAGSTER_HOME")
     home = Path(os.environ.get("DAGSTER_HOME") or project_root() / ".dagster_home")
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
+    # The checkout's own home follows the repository's dagster.yaml; a DAGSTER_HOME the
+    # operator chose keeps the file they may have edited.
+    if own_home or not (home / "dagster.yaml").exists():
         shutil.copy(project_root() / "dagster.yaml", home / "dagster.yaml")
     return {
         "DAGSTER_HOME": str(home),

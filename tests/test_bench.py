@@ -104,3 +104,37 @@ def test_attribution_and_bi_query_stages_report_every_model_and_plan(
     markdown = (options.out / "benchmarks.md").read_text()
     for heading in ("## Scaling curve", "## BI queries as `bi_reader`"):
         assert heading in markdown
+
+
+def test_latency_probe_sees_a_deal_while_it_waits_between_waves(fresh_db_url: str) -> None:
+    """A deal reaching the mart during the gap before the next wave is timed then, not
+    when the last wave has been dropped (which once turned the gaps into "latencies")."""
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import psycopg
+
+    from attribution.bench.latency import _wait_all
+
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        conn.execute("create schema if not exists marts")
+        conn.execute("create table if not exists marts.fct_partner_attribution (deal_id text)")
+
+    def arrive() -> None:
+        time.sleep(1.0)
+        with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+            conn.execute("insert into marts.fct_partner_attribution values ('d1')")
+
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        dropped = {"d1": time.monotonic(), "d2": time.monotonic()}
+        seen: dict[str, float] = {}
+        threading.Thread(target=arrive).start()
+        _wait_all(fresh_db_url, dropped, 60, idle, Path("daemon.log"), seen, for_seconds=4.0)
+    finally:
+        idle.kill()
+        idle.wait()
+    assert set(seen) == {"d1"}  # d2 never arrived: the gap ended without it
+    assert 0.9 <= seen["d1"] - dropped["d1"] < 2.5

@@ -16,7 +16,12 @@ from attribution.database import project_root
 from attribution.synthetic import generate
 from orchestration.definitions import defs as load_defs
 from orchestration.defs.checks import backlog_result
-from orchestration.defs.sensors import failed_check_alert, landing_sensor, won_deals_sensor
+from orchestration.defs.sensors import (
+    LANDING_RUN_TAG,
+    failed_check_alert,
+    landing_sensor,
+    won_deals_sensor,
+)
 from orchestration.resources import AlertWebhook, LandingFolder, PlatformDatabase
 from tests.conftest import create_database, drop_database
 from tests.ingest_helpers import fetch
@@ -156,6 +161,34 @@ def test_landing_sensor_requests_each_new_file_once(
         dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor)
     )
     assert isinstance(again, dg.RunRequest) and again.run_key == second.run_key
+
+
+def test_landing_sensor_waits_for_a_queued_landing_run(
+    env: dict, instance: dg.DagsterInstance, definitions: dg.Definitions
+) -> None:
+    """Files landing while a landing run waits in the queue are left to that run."""
+    resources = {
+        "database": PlatformDatabase(url=env["DATABASE_URL"]),
+        "landing": LandingFolder(path=str(env["landing"])),
+    }
+    (env["landing"] / "deals_waiting.csv").write_text(
+        "deal_id,org_id,amount,currency,status,created_at,closed_at,updated_at\n"
+        "w1,org_00001,10,USD,won,2026-02-01,2026-02-02,2026-02-02\n"
+    )
+    queued = instance.create_run_for_job(
+        definitions.resolve_job_def("ingest_and_attribute"),
+        tags=LANDING_RUN_TAG,
+        status=dg.DagsterRunStatus.NOT_STARTED,  # QUEUED needs a daemon-side origin
+    )
+    try:
+        waiting = landing_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+        assert isinstance(waiting, dg.SkipReason) and "waiting to start" in waiting.skip_message
+    finally:
+        instance.delete_run(queued.run_id)
+    started = landing_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    assert isinstance(started, dg.RunRequest)
+    assert started.tags["attribution/trigger"] == "landing"
+    (env["landing"] / "deals_waiting.csv").unlink()
 
 
 def test_won_deals_sensor_requests_attribution_and_advances(

@@ -177,13 +177,17 @@ def run(
             _wait_all(url, {d: time.monotonic() for d in drop_wave(landing, 0, partners, 1)},
                       timeout_seconds, process, log)  # fmt: skip
             dropped: dict[str, float] = {}
+            seen: dict[str, float] = {}
             for wave in range(1, waves + 1):
                 for deal_id in drop_wave(landing, wave, partners, deals_per_wave):
                     dropped[deal_id] = time.monotonic()
                 print(f"  latency: wave {wave}/{waves} dropped", flush=True)
                 if wave < waves:
-                    time.sleep(rng.uniform(5, max_gap_seconds))
-            seen = _wait_all(url, dropped, timeout_seconds, process, log)
+                    # The mart is polled during the gap too: a deal is seen when it lands
+                    # in the mart, not when the last wave has been dropped.
+                    gap = rng.uniform(5, max_gap_seconds)
+                    _wait_all(url, dropped, timeout_seconds, process, log, seen, gap)
+            _wait_all(url, dropped, timeout_seconds, process, log, seen)
         finally:
             _stop(process)
     latencies = [seen[d] - dropped[d] for d in dropped]
@@ -202,20 +206,32 @@ def run(
 
 
 def _wait_all(
-    url: str, dropped: dict[str, float], timeout: float, process: subprocess.Popen, log: Path
+    url: str,
+    dropped: dict[str, float],
+    timeout: float,
+    process: subprocess.Popen,
+    log: Path,
+    seen: dict[str, float] | None = None,
+    for_seconds: float | None = None,
 ) -> dict[str, float]:
-    """Poll the mart until every dropped deal is visible; when each was first seen."""
-    seen: dict[str, float] = {}
-    deadline = time.monotonic() + timeout
+    """Poll the mart until every dropped deal is visible (or, with `for_seconds`, for that
+    long); `seen` gets when each deal was first seen."""
+    seen = {} if seen is None else seen
+    start = time.monotonic()
+    deadline = start + timeout
     with psycopg.connect(url, autocommit=True) as conn:
-        while len(seen) < len(dropped):
+        while len(seen) < len(dropped) or for_seconds is not None:
+            if for_seconds is not None and time.monotonic() - start >= for_seconds:
+                break
             if process.poll() is not None:
                 raise RuntimeError(f"dagster-daemon exited ({process.returncode}); see {log}")
             if time.monotonic() > deadline:
                 missing = sorted(set(dropped) - set(seen))
                 raise RuntimeError(f"not visible after {timeout:.0f} s: {missing[:5]}; see {log}")
             now = time.monotonic()
-            for deal_id in _visible(conn, [d for d in dropped if d not in seen]):
-                seen[deal_id] = now
+            unseen = [d for d in dropped if d not in seen]
+            if unseen:
+                for deal_id in _visible(conn, unseen):
+                    seen[deal_id] = now
             time.sleep(POLL_SECONDS)
     return seen

@@ -225,11 +225,21 @@ def _attribution_detail(attribution: dict) -> list[str]:
                 f"{layer} {_n(layers[0].get(layer), 1)} / {_n(layers[1].get(layer), 1)}"
                 for layer in ("staging", "intermediate", "marts")
             )
-            + f"; dbt wall time includes {_n(a['full_refresh']['wall_seconds'] - a['full_refresh']['model_seconds'], 1)} s"
-            " of dbt start-up, parsing and hooks on the full refresh."
+            + _overhead_sentence(a["full_refresh"])
         )
         lines.append("")
     return lines
+
+
+def _overhead_sentence(run: dict) -> str:
+    """dbt runs two models at a time, so the models' seconds can add up to more than the wall time."""
+    overhead = run["wall_seconds"] - run["model_seconds"]
+    if overhead >= 0:
+        return f"; dbt wall time includes {_n(overhead, 1)} s of dbt start-up, parsing and hooks on the full refresh."
+    return (
+        f"; on the full refresh the models' seconds add up to {_n(-overhead, 1)} s more than the wall time"
+        " because dbt runs two models at once (`threads: 2`)."
+    )
 
 
 def _latency(lat: dict) -> list[str]:
