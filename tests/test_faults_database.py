@@ -30,6 +30,7 @@ from tests.fault_helpers import (
     attribution_process,
     blocking,
     finish,
+    holding_watermark,
     wait_for_line,
     wait_for_query,
 )
@@ -253,8 +254,9 @@ def test_restart_during_daily_refresh_is_retried_and_a_dead_server_fails_clearly
     env = {"DATABASE_URL": url, "LANDING_DIR": str(landing), "DAGSTER_HOME": str(tmp_path / "dh")}
 
     run = attribution_process(env, "run", log=tmp_path / "run1.log")
-    wait_for_query(url, '%"marts"."fct_deals%', process=run)
-    pg_ctl(server, "restart")
+    with holding_watermark(url, "fct_deals"):  # the build waits inside fct_deals' transaction
+        wait_for_query(url, "%insert into intermediate.dbt_watermarks%'fct_deals'%", process=run)
+        pg_ctl(server, "restart")
     output = finish(run, tmp_path / "run1.log")
     assert run.returncode == 0, output[-5000:]
     assert "STEP_UP_FOR_RETRY" in output or "retry" in output.lower()
