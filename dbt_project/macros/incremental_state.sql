@@ -55,6 +55,12 @@
   whose `tombstone_column` is null). A tombstone says "this key changed and now
   has no rows" — e.g. a won deal that became lost — which delete+insert alone
   cannot express.
+
+  `skip_unchanged=True` (models with one row per key): a target row equal to its
+  new row, column for column, is kept rather than deleted and inserted again.
+  A day's change log holds many deals whose facts come out the same (a
+  touchpoint that does not count, an FX rate for another date range); each row
+  not rewritten saves a heap tuple and one entry in every index.
 -#}
 {% macro get_incremental_replace_keys_sql(arg_dict) %}
     {%- set target = arg_dict["target_relation"] -%}
@@ -62,12 +68,30 @@
     {%- set keys = arg_dict["unique_key"] -%}
     {%- set keys = [keys] if keys is string else keys -%}
     {%- set tombstone = config.get("tombstone_column") -%}
-    {%- set columns = get_quoted_csv(arg_dict["dest_columns"] | map(attribute="name")) -%}
-    delete from {{ target }} as t
-    using (select distinct {{ keys | join(", ") }} from {{ source }}) as s
-    where {% for key in keys %}t.{{ key }} = s.{{ key }}{% if not loop.last %} and {% endif %}{% endfor %};
+    {%- set skip_unchanged = config.get("skip_unchanged", false) -%}
+    {%- set names = arg_dict["dest_columns"] | map(attribute="name") | list -%}
+    {%- set columns = get_quoted_csv(names) -%}
+    {%- set key_match -%}
+        {% for key in keys %}t.{{ key }} = s.{{ key }}{% if not loop.last %} and {% endif %}{% endfor %}
+    {%- endset -%}
+    {% if skip_unchanged %}
+        delete from {{ target }} as t
+        using {{ source }} as s
+        where {{ key_match }}
+            and row({% for name in names %}t.{{ adapter.quote(name) }}{% if not loop.last %}, {% endif %}{% endfor %})
+            is distinct from row({% for name in names %}s.{{ adapter.quote(name) }}{% if not loop.last %}, {% endif %}{% endfor %});
 
-    insert into {{ target }} ({{ columns }})
-    select {{ columns }} from {{ source }}
-    {% if tombstone %}where {{ tombstone }} is not null{% endif %};
+        insert into {{ target }} ({{ columns }})
+        select {{ columns }} from {{ source }} as s
+        where not exists (select from {{ target }} as t where {{ key_match }})
+        {% if tombstone %}and s.{{ tombstone }} is not null{% endif %};
+    {% else %}
+        delete from {{ target }} as t
+        using (select distinct {{ keys | join(", ") }} from {{ source }}) as s
+        where {{ key_match }};
+
+        insert into {{ target }} ({{ columns }})
+        select {{ columns }} from {{ source }}
+        {% if tombstone %}where {{ tombstone }} is not null{% endif %};
+    {% endif %}
 {% endmacro %}

@@ -5,7 +5,7 @@
         unique_key="deal_id",
         tombstone_column="touchpoint_id",
         on_schema_change="fail",
-        indexes=[{"columns": ["deal_id"]}, {"columns": ["partner_id"]}],
+        indexes=[{"columns": ["deal_id"]}],
         pre_hook="{{ large_work_mem() }}",
         post_hook=["{{ save_watermark(change_log_high_water()) }}", "{{ analyze_after_rebuild() }}"],
     )

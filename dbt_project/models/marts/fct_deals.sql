@@ -2,14 +2,13 @@
     config(
         materialized="incremental",
         unique_key="deal_id",
-        incremental_strategy="delete+insert",
+        incremental_strategy="replace_keys",
+        skip_unchanged=True,
         on_schema_change="fail",
         indexes=[
             {"columns": ["deal_id"], "unique": True},
             {"columns": ["org_id", "status", "closed_at", "deal_id"]},
             {"columns": ["org_id", "closed_at", "deal_id"]},
-            {"columns": ["org_id", "created_date"]},
-            {"columns": ["org_id", "closed_date"]},
             {"columns": ["sourced_partner_id"]},
         ],
         pre_hook="{{ large_work_mem() }}",

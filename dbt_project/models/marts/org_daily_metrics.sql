@@ -3,6 +3,7 @@
     config(
         materialized="incremental",
         incremental_strategy="replace_keys",
+        skip_unchanged=True,
         unique_key=["org_id", "metric_date"],
         tombstone_column="deals_created",
         on_schema_change="fail",

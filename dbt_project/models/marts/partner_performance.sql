@@ -2,7 +2,8 @@
     config(
         materialized="incremental",
         unique_key="partner_id",
-        incremental_strategy="delete+insert",
+        incremental_strategy="replace_keys",
+        skip_unchanged=True,
         on_schema_change="fail",
         indexes=[
             {"columns": ["partner_id"], "unique": True},
