@@ -119,3 +119,80 @@ def test_each_change_is_honoured_incrementally(databases: tuple[str, str], tmp_p
     assert float(third[("d4", "p1", "linear")]["deal_amount_usd"]) == pytest.approx(800.0)
     # Batch 4: d3 reopened: its rows are gone.
     assert not any(k[0] == "d3" for k in fourth)
+
+
+def test_rows_that_come_out_the_same_are_not_rewritten(
+    databases: tuple[str, str], tmp_path: Path
+) -> None:
+    """`skip_unchanged`: a row of the change log whose facts come out equal keeps its
+    physical row (same xmin), a row that really changed is rewritten, and the marts
+    still equal a full refresh."""
+    incremental, full = databases
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    batches = [
+        {
+            "organizations": [{"org_id": "o1", "name": "One", "updated_at": "2026-01-01"}],
+            "partners": [partner("p1", "o1"), partner("p2", "o1")],
+            "deals": [
+                deal("d1", "open", "100", "USD", "", T.format(1, 9)),
+                deal("d2", "open", "200", "USD", "", T.format(1, 9)),
+            ],
+            "touchpoints": [
+                tp("t1", "d1", "p1", "demo", T.format(1, 10)),
+                tp("t2", "d1", "p1", "demo", T.format(5, 10)),
+                tp("t3", "d2", "p2", "demo", T.format(2, 10)),
+            ],
+        },
+        {
+            # d1: one more touch by a partner already on it, between its first and
+            # last touch: d1 and p1 enter the change log but come out the same.
+            "touchpoints": [tp("t4", "d1", "p1", "meeting", T.format(3, 10))],
+            # d2 is won: its facts and p2's figures really change.
+            "deals": [deal("d2", "won", "200", "USD", T.format(6, 12), T.format(6, 12))],
+        },
+    ]
+
+    def physical_rows() -> dict[str, dict[object, str]]:
+        return {
+            "fct_deals": dict(
+                fetch(incremental, "select deal_id, xmin::text from marts.fct_deals")
+            ),
+            "partner_performance": dict(
+                fetch(incremental, "select partner_id, xmin::text from marts.partner_performance")
+            ),
+            "org_daily_metrics": {
+                str(day): xmin
+                for day, xmin in fetch(
+                    incremental, "select metric_date, xmin::text from marts.org_daily_metrics"
+                )
+            },
+        }
+
+    write_batch(landing, "batch1", batches[0])
+    for url in (incremental, full):
+        ingest(url, landing)
+    build_pair(incremental, full, tmp_path)
+    before = physical_rows()
+
+    write_batch(landing, "batch2", batches[1])
+    for url in (incremental, full):
+        ingest(url, landing)
+    build_pair(incremental, full, tmp_path)
+    after = physical_rows()
+
+    # Both deals were in this run's change log (pruned only on the next run)...
+    logged = fetch(incremental, "select deal_id from intermediate.int_attribution__changed_deals")
+    assert {d for (d,) in logged} == {"d1", "d2"}
+    # ...but only the rows that changed were written again.
+    assert after["fct_deals"]["d1"] == before["fct_deals"]["d1"]
+    assert after["fct_deals"]["d2"] != before["fct_deals"]["d2"]
+    assert after["partner_performance"]["p1"] == before["partner_performance"]["p1"]
+    assert after["partner_performance"]["p2"] != before["partner_performance"]["p2"]
+    # The creation day of both deals is recomputed (d1 and d2 count there) and comes
+    # out the same; the day of the new touch and d2's closing day really change.
+    assert after["org_daily_metrics"]["2026-03-01"] == before["org_daily_metrics"]["2026-03-01"]
+    assert after["org_daily_metrics"]["2026-03-03"] != before["org_daily_metrics"].get("2026-03-03")
+    assert "2026-03-06" in after["org_daily_metrics"]
+    assert_marts_equal(incremental, full)
+    assert_matches_reference(incremental)
