@@ -12,6 +12,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+
 from attribution.database import DatabaseError, connect
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -36,10 +38,24 @@ def available_migrations() -> list[Migration]:
     return [Migration(p.stem, p) for p in sorted(MIGRATIONS_DIR.glob("*.sql"))]
 
 
+def _require_utf8(conn: psycopg.Connection) -> None:
+    """Landing files are UTF-8 and the validation's SQL (lengths, `ascii()` of a
+    first character) assumes the database stores text as UTF-8; in another
+    encoding non-ASCII values would be converted, refused or measured in bytes."""
+    (encoding,) = conn.execute("show server_encoding").fetchone()
+    if encoding.upper() not in ("UTF8", "UTF-8"):
+        (name,) = conn.execute("select current_database()").fetchone()
+        raise DatabaseError(
+            f"database {name} uses the encoding {encoding}; the platform needs UTF8 "
+            f"(create it with: create database {name} encoding 'UTF8' template template0)"
+        )
+
+
 def migrate(url: str) -> list[str]:
     """Apply pending migrations; return the versions applied by this call."""
     applied_now: list[str] = []
     with connect(url, autocommit=True) as conn:
+        _require_utf8(conn)
         conn.execute("select pg_advisory_lock(%s)", [_LOCK_KEY])
         try:
             conn.execute(

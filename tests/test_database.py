@@ -13,7 +13,7 @@ import pytest
 
 from attribution.database import DatabaseError, EmbeddedPostgres, database_url, redact_url
 from attribution.migrations import available_migrations, migrate
-from tests.conftest import create_database, drop_database
+from tests.conftest import create_database, drop_database, with_database
 
 
 @pytest.fixture
@@ -119,3 +119,22 @@ def test_cli_db_url_with_database_url_set(server_url: str) -> None:
     )
     assert stop.returncode == 1 and "DATABASE_URL is set" in stop.stderr
     assert "secret" not in stop.stderr
+
+
+def test_migrate_refuses_a_database_that_is_not_utf8(server_url: str) -> None:
+    """The validation SQL assumes UTF-8 text; another encoding is refused up front,
+    with the statement that fixes it, before anything is created."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute("drop database if exists latin_db with (force)")
+        conn.execute("create database latin_db encoding 'LATIN1' locale 'C' template template0")
+    url = with_database(server_url, "latin_db")
+    try:
+        with pytest.raises(DatabaseError, match="latin_db uses the encoding LATIN1.*needs UTF8"):
+            migrate(url)
+        with psycopg.connect(url) as conn:
+            assert conn.execute("select to_regclass('public.schema_migrations')").fetchone() == (
+                None,
+            )
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute("drop database if exists latin_db with (force)")

@@ -134,9 +134,11 @@ def test_rows_that_come_out_the_same_are_not_rewritten(
         {
             "organizations": [{"org_id": "o1", "name": "One", "updated_at": "2026-01-01"}],
             "partners": [partner("p1", "o1"), partner("p2", "o1")],
+            "fx_rates": [{"currency": "EUR", "rate_date": "2026-03-01", "usd_per_unit": "1.10"}],
             "deals": [
                 deal("d1", "open", "100", "USD", "", T.format(1, 9)),
                 deal("d2", "open", "200", "USD", "", T.format(1, 9)),
+                deal("d3", "open", "1000", "EUR", "", T.format(1, 9)),
             ],
             "touchpoints": [
                 tp("t1", "d1", "p1", "demo", T.format(1, 10)),
@@ -150,6 +152,9 @@ def test_rows_that_come_out_the_same_are_not_rewritten(
             "touchpoints": [tp("t4", "d1", "p1", "meeting", T.format(3, 10))],
             # d2 is won: its facts and p2's figures really change.
             "deals": [deal("d2", "won", "200", "USD", T.format(6, 12), T.format(6, 12))],
+            # The same rate re-sent as 1.1: d3's amount_usd is the same number, but
+            # a full refresh writes 1100.0 where 1100.00 is stored.
+            "fx_rates": [{"currency": "EUR", "rate_date": "2026-03-01", "usd_per_unit": "1.1"}],
         },
     ]
 
@@ -162,9 +167,10 @@ def test_rows_that_come_out_the_same_are_not_rewritten(
                 fetch(incremental, "select partner_id, xmin::text from marts.partner_performance")
             ),
             "org_daily_metrics": {
-                str(day): xmin
-                for day, xmin in fetch(
-                    incremental, "select metric_date, xmin::text from marts.org_daily_metrics"
+                (org, str(day)): xmin
+                for org, day, xmin in fetch(
+                    incremental,
+                    "select org_id, metric_date, xmin::text from marts.org_daily_metrics",
                 )
             },
         }
@@ -181,18 +187,28 @@ def test_rows_that_come_out_the_same_are_not_rewritten(
     build_pair(incremental, full, tmp_path)
     after = physical_rows()
 
-    # Both deals were in this run's change log (pruned only on the next run)...
+    # Both deals were in this run's change log (the full build before logs nothing;
+    # entries are pruned only on the next run)...
     logged = fetch(incremental, "select deal_id from intermediate.int_attribution__changed_deals")
-    assert {d for (d,) in logged} == {"d1", "d2"}
-    # ...but only the rows that changed were written again.
+    assert {d for (d,) in logged} == {"d1", "d2", "d3"}
+    # ...but only the rows that changed were written again. That p1 and d1's
+    # creation day were recomputed too (so keeping them is the skip, not an
+    # omission) follows from d1 being logged: the marts recompute every partner
+    # and day of a logged deal. Turning `skip_unchanged` off on any of the three
+    # models makes its assertion below fail.
+    days = after["org_daily_metrics"]
     assert after["fct_deals"]["d1"] == before["fct_deals"]["d1"]
     assert after["fct_deals"]["d2"] != before["fct_deals"]["d2"]
     assert after["partner_performance"]["p1"] == before["partner_performance"]["p1"]
     assert after["partner_performance"]["p2"] != before["partner_performance"]["p2"]
-    # The creation day of both deals is recomputed (d1 and d2 count there) and comes
-    # out the same; the day of the new touch and d2's closing day really change.
-    assert after["org_daily_metrics"]["2026-03-01"] == before["org_daily_metrics"]["2026-03-01"]
-    assert after["org_daily_metrics"]["2026-03-03"] != before["org_daily_metrics"].get("2026-03-03")
-    assert "2026-03-06" in after["org_daily_metrics"]
+    assert days[("o1", "2026-03-01")] == before["org_daily_metrics"][("o1", "2026-03-01")]
+    # The day of the new touch and d2's closing day are new rows.
+    assert ("o1", "2026-03-03") not in before["org_daily_metrics"]
+    assert ("o1", "2026-03-03") in days and ("o1", "2026-03-06") in days
+    # Rows are compared as text: a value that reads differently is rewritten, so the
+    # stored text is what a full refresh writes.
+    amount_usd = "select amount_usd::text from marts.fct_deals where deal_id = 'd3'"
+    assert fetch(incremental, amount_usd) == fetch(full, amount_usd) == [("1100.0",)]
+    assert after["fct_deals"]["d3"] != before["fct_deals"]["d3"]
     assert_marts_equal(incremental, full)
     assert_matches_reference(incremental)

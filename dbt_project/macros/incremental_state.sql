@@ -56,8 +56,12 @@
   has no rows" — e.g. a won deal that became lost — which delete+insert alone
   cannot express.
 
-  `skip_unchanged=True` (models with one row per key): a target row equal to its
-  new row, column for column, is kept rather than deleted and inserted again.
+  `skip_unchanged=True` (models with one row per key): a target row that reads
+  the same as its new row is kept rather than deleted and inserted again.
+  Columns whose equal values can read differently (numeric: 1.50 and 1.5; jsonb
+  and arrays, which may hold numbers) are compared as text, so the stored value
+  reads exactly as a full refresh would write it; the others (text, integers,
+  booleans, dates, timestamps) by value, which is cheaper and just as exact.
   A day's change log holds many deals whose facts come out the same (a
   touchpoint that does not count, an FX rate for another date range); each row
   not rewritten saves a heap tuple and one entry in every index.
@@ -70,6 +74,12 @@
     {%- set tombstone = config.get("tombstone_column") -%}
     {%- set skip_unchanged = config.get("skip_unchanged", false) -%}
     {%- set names = arg_dict["dest_columns"] | map(attribute="name") | list -%}
+    {%- set exact_types = ["text", "character varying", "character", "smallint", "integer", "bigint",
+                           "boolean", "date", "timestamp with time zone", "timestamp without time zone"] -%}
+    {%- set compared = [] -%}
+    {%- for column in arg_dict["dest_columns"] -%}
+        {%- do compared.append(("{}" if (column.dtype | lower) in exact_types else "{}::text").format(adapter.quote(column.name))) -%}
+    {%- endfor -%}
     {%- set columns = get_quoted_csv(names) -%}
     {%- set key_match -%}
         {% for key in keys %}t.{{ key }} = s.{{ key }}{% if not loop.last %} and {% endif %}{% endfor %}
@@ -78,8 +88,8 @@
         delete from {{ target }} as t
         using {{ source }} as s
         where {{ key_match }}
-            and row({% for name in names %}t.{{ adapter.quote(name) }}{% if not loop.last %}, {% endif %}{% endfor %})
-            is distinct from row({% for name in names %}s.{{ adapter.quote(name) }}{% if not loop.last %}, {% endif %}{% endfor %});
+            and row({% for expression in compared %}t.{{ expression }}{% if not loop.last %}, {% endif %}{% endfor %})
+            is distinct from row({% for expression in compared %}s.{{ expression }}{% if not loop.last %}, {% endif %}{% endfor %});
 
         insert into {{ target }} ({{ columns }})
         select {{ columns }} from {{ source }} as s
