@@ -455,5 +455,9 @@ def restore(platform_url: str, folder: Path, force: bool = False) -> RestoreRepo
             for s in entry["settings_not_restored"]
         ]
     report.migrations_applied = migrate(platform_url)
+    # Roles re-created on another server have new OIDs: re-attach the restored grants.
+    from attribution.bi import reattach_grants
+
+    reattach_grants(platform_url)
     report.duration_s = round(time.perf_counter() - clock, 2)
     return report

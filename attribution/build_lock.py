@@ -10,7 +10,9 @@ process: killed (even with SIGKILL) or finished, its connection closes and the
 lock goes with it, so a dead build never blocks the next one, and a parent killed
 while its dbt keeps running (an orphan) still holds the next build back until the
 orphan is done. Commands that do not write (parse, ls, compile, docs, debug) take
-no lock, so loading the Dagster definitions never waits for a build.
+no lock, so loading the Dagster definitions never waits for a build. A build
+waits at most ATTRIBUTION_BUILD_LOCK_WAIT seconds for the lock, and both its
+"waiting" message and its error name the session holding it (attribution/locks.py).
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ import sys
 from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
-import psycopg
+from attribution import locks
 
-BUILD_LOCK = "attribution.dbt_build"
+BUILD_LOCK = locks.DBT_BUILD.key
 WRITING_COMMANDS = frozenset({"build", "run", "seed", "snapshot", "run-operation"})
 # How long a build waits for another one before giving up (seconds).
-DEFAULT_WAIT_SECONDS = 3600
+DEFAULT_WAIT_SECONDS = locks.DBT_BUILD.default_wait
 
 
 def url_from_dbt_env(env: dict[str, str] | os._Environ[str]) -> str:
@@ -45,28 +47,33 @@ def build_lock(
     wait_seconds: float = DEFAULT_WAIT_SECONDS,
     announce: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
 ) -> Iterator[None]:
-    """Hold the build lock of the database at `url` for the duration of the block."""
+    """Hold the build lock of the database at `url` for the duration of the block.
+
+    Waits at most `wait_seconds` for another holder; the messages name it (pid,
+    application, client, since when, its query), so a stuck one can be found."""
     from attribution.transient import connect_with_retry
 
     conn = connect_with_retry(url, autocommit=True)
     try:
-        (got,) = conn.execute("select pg_try_advisory_lock(hashtext(%s))", [BUILD_LOCK]).fetchone()  # type: ignore[misc]
-        if not got:
-            announce(
-                "another dbt build is running on this database; waiting for it to finish"
-                f" (at most {wait_seconds:.0f} s)"
+        try:
+            locks.acquire(
+                conn,
+                locks.DBT_BUILD,
+                "session",
+                wait=wait_seconds,
+                quiet=0,  # a build waits long: say so at once
+                announce=announce,
+                waiting_message=lambda wait, holders: (
+                    "another dbt build is running on this database; waiting for it to finish"
+                    f" (at most {wait:.0f} s): {locks.DBT_BUILD.purpose} is held by {holders}"
+                ),
+                acquired_message=lambda waited: "the other dbt build finished; building now",
             )
-            conn.execute(
-                "select set_config('lock_timeout', %s, false)", [f"{int(wait_seconds * 1000)}"]
-            )
-            try:
-                conn.execute("select pg_advisory_lock(hashtext(%s))", [BUILD_LOCK])
-            except psycopg.errors.LockNotAvailable:
-                raise SystemExit(
-                    f"error: another dbt build held the build lock for more than"
-                    f" {wait_seconds:.0f} s; not building"
-                ) from None
-            announce("the other dbt build finished; building now")
+        except locks.LockWaitTimeout as timeout:
+            raise SystemExit(
+                f"error: another session held the build lock for more than {wait_seconds:.0f} s;"
+                f" not building: {locks.DBT_BUILD.purpose} is held by {timeout.holders}"
+            ) from None
         yield
     finally:
         conn.close()
@@ -94,7 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         return run_dbt()
     from attribution.database import DatabaseError
 
-    wait = float(os.environ.get("ATTRIBUTION_BUILD_LOCK_WAIT", DEFAULT_WAIT_SECONDS))
+    try:
+        wait = locks.DBT_BUILD.wait_seconds()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         with build_lock(url_from_dbt_env(os.environ), wait):
             return run_dbt()

@@ -121,15 +121,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
     url = database_url()
     connect_with_retry(url).close()  # a server still starting up is waited for, briefly
     print(f"running the pipeline on {landing} into {redact_url(url)}")
+    # SIGTERM/SIGINT stop the run within seconds, dbt included: one line, exit 128+signal.
+    from orchestration.run import RunStopped, StopOnSignal, run_daily_refresh
+
     if args.full_refresh:
         # A full rebuild is an operator's decision, not a schedule's: plain dbt.
-        result = run_pipeline(url, Path(landing), full_refresh=True)
+        try:
+            result = StopOnSignal(url).run(
+                lambda: run_pipeline(url, Path(landing), full_refresh=True)
+            )
+        except RunStopped as stopped:
+            return stopped.finish()
         ok = result.ok
     else:
-        from orchestration.run import run_daily_refresh
-
         migrate(url)
-        outcome = run_daily_refresh(url, landing)
+        try:
+            outcome = run_daily_refresh(url, landing)
+        except RunStopped as stopped:
+            return stopped.finish()
         if outcome.step_failures:  # one line, however many steps failed
             print(
                 f"error: daily_refresh failed: {'; '.join(outcome.step_failures)}", file=sys.stderr
@@ -190,10 +199,22 @@ def _cmd_bi(args: argparse.Namespace) -> int:
         print("bi_reader can log in; connect BI tools as described in docs/bi.md")
         return 0
     if args.action == "grant-org":
-        known = bi.grant_org(url, args.org_id, args.role)
-        print(f"{args.role} can log in and reads only organization {args.org_id!r} in the marts")
-        if not known:
+        limits = bi.TenantLimits(connection_limit=args.connection_limit)
+        report = bi.grant_org(
+            url, args.org_id, args.role, reset_password=args.reset_password, limits=limits
+        )
+        verb = "created" if report.created else "updated"
+        print(
+            f"{args.role} ({verb}) can log in and reads only its organizations in the marts,"
+            f" now including {args.org_id!r}; at most {limits.connection_limit} connections,"
+            f" statements end after {limits.statement_timeout_ms // 1000} s"
+        )
+        if not report.created:
+            print("password " + ("reset" if report.password_set else "unchanged"))
+        if not report.org_known:
             print(f"note: no organization {args.org_id!r} has been loaded yet")
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         return 0
     removed = bi.revoke_org(url, args.org_id, args.role)
     print(
@@ -283,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--print-env", action="store_true", help="print the environment as exports")
     dev.set_defaults(func=_cmd_dev)
 
+    from attribution.bi import TenantLimits
+
     bi = sub.add_parser("bi", help="BI access: logins for all organizations or for one")
     bi_sub = bi.add_subparsers(dest="action", required=True)
     bi_sub.add_parser(
@@ -298,6 +321,18 @@ def build_parser() -> argparse.ArgumentParser:
         org = bi_sub.add_parser(action, help=help_text)
         org.add_argument("org_id")
         org.add_argument("--role", required=True, help="login name (lower-case letters, digits, _)")
+        if action == "grant-org":
+            org.add_argument(
+                "--reset-password",
+                action="store_true",
+                help="give an existing login a new password ($BI_ORG_PASSWORD or a prompt)",
+            )
+            org.add_argument(
+                "--connection-limit",
+                type=int,
+                default=TenantLimits().connection_limit,
+                help="most connections the login may hold at once (default %(default)s)",
+            )
     bi.set_defaults(func=_cmd_bi)
 
     bench = sub.add_parser(

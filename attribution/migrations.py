@@ -2,8 +2,10 @@
 
 Each file runs in its own transaction and is recorded in `public.schema_migrations`
 with its checksum, so an edited migration that already ran is reported instead of
-silently diverging. A session-level advisory lock lets concurrent processes (the
-Dagster daemon, the CLI, tests) call `migrate()` at the same time safely.
+silently diverging. A session-level advisory lock (the migration lock) lets
+concurrent processes (the Dagster daemon, the CLI, tests) call `migrate()` at the
+same time safely; a caller waits for it at most ATTRIBUTION_MIGRATION_LOCK_WAIT
+seconds (default 600), then stops with an error naming the session that holds it.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from pathlib import Path
 
 import psycopg
 
+from attribution import locks
 from attribution.database import DatabaseError, connect
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-_LOCK_KEY = 0x5A77_0001  # arbitrary, constant: "attribution migrations"
+_LOCK_KEY = locks.MIGRATIONS.key  # arbitrary, constant: "attribution migrations"
 
 
 @dataclass(frozen=True)
@@ -51,12 +54,15 @@ def _require_utf8(conn: psycopg.Connection) -> None:
         )
 
 
-def migrate(url: str) -> list[str]:
-    """Apply pending migrations; return the versions applied by this call."""
+def migrate(url: str, lock_wait: float | None = None) -> list[str]:
+    """Apply pending migrations; return the versions applied by this call.
+
+    `lock_wait`: at most this many seconds waiting for another migrating session
+    (default: ATTRIBUTION_MIGRATION_LOCK_WAIT or 600); past it, `LockWaitTimeout`."""
     applied_now: list[str] = []
     with connect(url, autocommit=True) as conn:
         _require_utf8(conn)
-        conn.execute("select pg_advisory_lock(%s)", [_LOCK_KEY])
+        locks.acquire(conn, locks.MIGRATIONS, "session", wait=lock_wait)
         try:
             conn.execute(
                 """

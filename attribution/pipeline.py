@@ -1,11 +1,15 @@
 """The platform end to end: ingest the landing folder, build every dbt model and test.
 
-`attribution run` and `attribution demo` call this; the Dagster job runs the
-same steps as assets.
+`attribution run --full-refresh` and `attribution demo` call this; the Dagster job
+runs the same steps as assets. As there, the models are built first and the data
+tests run after them: a data test failing for one organization's rows never
+skips a model, so every organization's marts are built; the failure is reported
+(with the organizations it concerns) and the exit code says so.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +17,7 @@ from pathlib import Path
 from psycopg import sql
 
 from attribution.database import connect
-from attribution.dbt import run_dbt
+from attribution.dbt import DBT_PROJECT_DIR, run_dbt
 from attribution.migrations import migrate
 from ingestion import IngestReport, ingest_directory
 
@@ -33,17 +37,62 @@ class PipelineResult:
     dbt_returncode: int | None = None
     dbt_output: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    # One line per failed data test: its name and the organizations it fails for.
+    test_failures: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return (self.ingest is None or self.ingest.ok) and self.dbt_returncode == 0
 
 
+# Phase 1: models, seeds, snapshots and unit tests (a unit test gates its model);
+# phase 2: the data tests, on what phase 1 built.
+BUILD_MODELS = ["build", "--exclude-resource-type", "test"]
+# `build` restricted to data tests rather than `dbt test`: `attribution-dbt` runs it
+# under the build lock, so the tests never read a build half-way (another run's).
+RUN_DATA_TESTS = ["build", "--resource-type", "test"]
+
+
 def build_models(url: str, full_refresh: bool = False, quiet: bool = False) -> tuple[int, str]:
-    """`dbt build` (models, data tests, unit tests); returns (exit code, output if quiet)."""
-    args = ["build", *(["--full-refresh"] if full_refresh else [])]
-    result = run_dbt(url, args, capture=quiet)
-    return result.returncode, (result.stdout or "") + (result.stderr or "")
+    """Models and unit tests, then data tests; returns (exit code, output if quiet).
+
+    The exit code is the models' when they failed (the data tests are then not
+    run: they would test a half-built set), else the data tests'.
+    """
+    args = [*BUILD_MODELS, *(["--full-refresh"] if full_refresh else [])]
+    models = run_dbt(url, args, capture=quiet)
+    output = (models.stdout or "") + (models.stderr or "")
+    if models.returncode != 0:
+        return models.returncode, output
+    tests = run_dbt(url, RUN_DATA_TESTS, capture=quiet)
+    return tests.returncode, output + (tests.stdout or "") + (tests.stderr or "")
+
+
+def explain_test_failures(url: str, target: Path = DBT_PROJECT_DIR / "target") -> list[str]:
+    """The last dbt invocation's failed data tests, each with the organizations it
+    fails for (read from dbt's run_results.json and manifest.json in `target`)."""
+    try:
+        results = json.loads((target / "run_results.json").read_text())["results"]
+        manifest = json.loads((target / "manifest.json").read_text())
+    except (OSError, ValueError, KeyError):
+        return []
+    failed = [
+        r
+        for r in results
+        if r.get("status") in ("fail", "error") and r.get("unique_id", "").startswith("test.")
+    ]
+    if not failed:
+        return []
+    from orchestration.dbt_project import explain_test_failures as explain
+
+    summaries = explain(url, manifest, failed)
+    nodes = manifest.get("nodes", {})
+    lines = []
+    for result in failed:
+        unique_id = result["unique_id"]
+        name = nodes.get(unique_id, {}).get("name", unique_id)
+        lines.append(f"{name}: {summaries[unique_id].text()}")
+    return lines
 
 
 def run_pipeline(
@@ -58,6 +107,11 @@ def run_pipeline(
     clock = time.perf_counter()
     result.dbt_returncode, result.dbt_output = build_models(url, full_refresh, quiet)
     result.timings["dbt build"] = time.perf_counter() - clock
+    if result.dbt_returncode != 0:
+        result.test_failures = explain_test_failures(url)
+        if not quiet:
+            for line in result.test_failures:
+                print(f"data test failed: {line}")
     return result
 
 

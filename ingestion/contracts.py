@@ -1,4 +1,4 @@
-"""The input contract (SPEC §2) as data: entities, their fields and how each is checked.
+"""The input contract as data: entities, their fields and how each is checked.
 
 Everything else in ingestion (the readers, the SQL validation, the raw tables'
 column lists) is derived from these declarations, so a new field or entity is a
@@ -16,10 +16,10 @@ class Kind(Enum):
     LOWER_TEXT = "lower_text"  # free text, lower-cased on load
     ENUM = "enum"  # trimmed, lower-cased, one of `choices`
     CURRENCY = "currency"  # trimmed, upper-cased, three letters
-    TIMESTAMP = "timestamp"  # ISO 8601; no offset means UTC
+    TIMESTAMP = "timestamp"  # strict ISO 8601 (TIMESTAMP_SHAPES); no offset means UTC
     DATE = "date"  # YYYY-MM-DD
-    AMOUNT = "amount"  # decimal with '.', >= 0
-    POSITIVE_AMOUNT = "positive_amount"  # decimal with '.', > 0
+    AMOUNT = "amount"  # decimal with '.', 0 <= x <= MAX_AMOUNT
+    POSITIVE_AMOUNT = "positive_amount"  # decimal with '.', 0 < x <= MAX_AMOUNT
 
 
 @dataclass(frozen=True)
@@ -127,3 +127,31 @@ MAX_FIELD_CHARS = 1_000_000
 # injection): an identifier starting with one is quarantined; display text keeps
 # it in raw and is neutralized in dbt staging (macro spreadsheet_safe).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+# Largest amount (deals.amount) and rate (fx_rates.usd_per_unit) accepted. Any
+# product of an amount, a rate and a credit then stays far inside what numeric
+# computes exactly and quickly; one absurd value (1e30) would otherwise break the
+# attribution invariants of every tenant that shares the marts.
+MAX_AMOUNT = 10**15
+# Most digits after the decimal point of an amount or rate, trailing zeros included
+# (the scale stored in raw). 18 is the finest unit in use (10^-18, e.g. wei); an
+# unbounded scale (1e-400) makes products slow, past 16,383 digits no longer exact,
+# and out of range for any float a BI tool or check converts to.
+MAX_DECIMAL_PLACES = 18
+
+# Timestamps: YYYY-MM-DD, optionally followed by `T` or a space and HH:MM[:SS[.fraction]],
+# then optionally `Z` or an offset ±HH[:MM] (none means UTC). Nothing else: no words
+# (BC, AD, epoch, today), no other separators. Validation compares the value's shape,
+# every digit read as 9, with these.
+MAX_FRACTION_DIGITS = 9  # nanoseconds; PostgreSQL keeps microseconds (rounds)
+DATE_SHAPES: tuple[str, ...] = ("9999-99-99",)
+_TIMES = ("99:99", "99:99:99", *(f"99:99:99.{'9' * n}" for n in range(1, MAX_FRACTION_DIGITS + 1)))
+_ZONES = ("", "Z", "+99", "-99", "+99:99", "-99:99")
+TIMESTAMP_SHAPES: tuple[str, ...] = (
+    *DATE_SHAPES,
+    *(f"{DATE_SHAPES[0]}{sep}{time}{zone}" for sep in "T " for time in _TIMES for zone in _ZONES),
+)
+# Earliest and latest instants accepted (after conversion to UTC): years 1 to 9999,
+# what every client library, BI tool and ISO 8601 itself (4-digit years) can hold.
+MIN_TIMESTAMP_UTC = "0001-01-01 00:00:00+00"
+END_TIMESTAMP_UTC = "10000-01-01 00:00:00+00"  # exclusive

@@ -1,18 +1,44 @@
-"""Find landing files and tell which entity each belongs to (SPEC §2).
+"""Find landing files and tell which entity each belongs to.
 
 A file belongs to an entity by its name prefix (`deals_2026-01-02.csv` → deals).
 Hidden files (a leading dot, as writers use for files still being written) are
 not looked at. Any other file that is not `<entity prefix>*.csv|.jsonl` is still
 returned, with the problem named, so it is refused and recorded rather than
 ignored without a word.
+
+Only regular files are ever opened. A symbolic link (wherever it points), a
+directory, a named pipe, a socket or a device is found by `lstat` — which looks
+at the entry itself, never at what a link points to — and, with
+`special_entries=True`, returned as `Unread`: the loader records it as refused
+without opening it (opening a FIFO blocks; a link may point at /etc/shadow).
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from ingestion.contracts import ENTITIES, FILE_EXTENSIONS, Entity
+
+# Longest part of a link's target shown in a message.
+MAX_TARGET_SHOWN = 200
+
+
+@dataclass(frozen=True)
+class Unread:
+    """A landing entry that is not a regular file: never opened, refused as `problem`.
+
+    `ledger_hash` stands in for the content hash in the ledger (its unique key
+    with the file name), so the same entry is recorded once; it never comes from
+    reading the entry, and is not 64 hex digits, so it cannot equal a file's SHA-256.
+    """
+
+    kind: str
+    problem: str
+    ledger_hash: str
 
 
 @dataclass(frozen=True)
@@ -20,6 +46,7 @@ class LandingFile:
     path: Path
     entity: Entity | None
     problem: str | None = None
+    unread: Unread | None = None  # set for an entry that is not a regular file
 
     @property
     def name(self) -> str:
@@ -32,7 +59,10 @@ class LandingFile:
 
     @property
     def size(self) -> int:
-        return self.path.stat().st_size
+        """Size of the entry itself (a link is not followed); 0 for one that is not read."""
+        if self.unread is not None:
+            return 0
+        return self.path.lstat().st_size
 
     @property
     def file_format(self) -> str | None:
@@ -47,6 +77,7 @@ def _as_text(os_name: str) -> str:
 
 
 def classify(path: Path) -> LandingFile:
+    """A landing file by its name alone (the entry is not looked at)."""
     lower = path.name.lower()
     entity = next((e for e in ENTITIES if lower.startswith(e.name)), None)
     if entity is None:
@@ -67,10 +98,84 @@ def classify(path: Path) -> LandingFile:
     return LandingFile(path, entity)
 
 
-def discover(directory: Path) -> list[LandingFile]:
-    """Landing files in load order: entity order of the contract, then file name."""
+_KINDS = (
+    (stat.S_ISDIR, "directory", "a directory; folders inside the landing folder are not read"),
+    (stat.S_ISFIFO, "fifo", "a named pipe (FIFO), not a regular file; it was not opened"),
+    (stat.S_ISSOCK, "socket", "a socket, not a regular file; it was not opened"),
+    (stat.S_ISCHR, "character-device", "a character device, not a regular file; it was not opened"),
+    (stat.S_ISBLK, "block-device", "a block device, not a regular file; it was not opened"),
+)
+
+
+def describe_unread(path: Path, mode: int) -> Unread:
+    """What an entry that is not a regular file is, from its own mode (lstat or an
+    O_PATH descriptor's fstat), and the refusal to record. Never opens `path`."""
+    if stat.S_ISLNK(mode):
+        return _describe_link(path)
+    for test, kind, what in _KINDS:
+        if test(mode):
+            return Unread(kind, f"is {what}", f"unread:{kind}")
+    kind = f"mode-{stat.S_IFMT(mode):o}"
+    return Unread(
+        kind, f"is not a regular file (file type {kind}); it was not opened", f"unread:{kind}"
+    )
+
+
+def _describe_link(path: Path) -> Unread:
+    try:
+        target = os.readlink(path)
+    except OSError:  # replaced or removed meanwhile: still a link when we looked
+        target = "?"
+    shown = _as_text(target)
+    if len(shown) > MAX_TARGET_SHOWN:
+        shown = shown[:MAX_TARGET_SHOWN] + "…"
+    # realpath resolves names with lstat/readlink only: nothing is opened.
+    folder = os.path.realpath(path.parent)
+    resolved = os.path.realpath(path)
+    inside = os.path.commonpath([folder, resolved]) == folder
+    where = (
+        "inside the landing folder, where a file loads under its own name"
+        if inside
+        else "outside the landing folder"
+    )
+    digest = hashlib.sha256(os.fsencode(target)).hexdigest()
+    return Unread(
+        "symlink",
+        f"is a symbolic link to {shown!r} ({where}); links are never followed,"
+        " so nothing was read: put the file itself in the folder",
+        f"unread:symlink:{digest}",
+    )
+
+
+def inspect(path: Path, mode: int) -> LandingFile:
+    """`classify` for a regular file (`mode` from lstat); an `Unread` entry otherwise."""
+    landing = classify(path)
+    if stat.S_ISREG(mode):
+        return landing
+    unread = describe_unread(path, mode)
+    return LandingFile(path, landing.entity, unread.problem, unread)
+
+
+def discover(directory: Path, special_entries: bool = False) -> list[LandingFile]:
+    """Landing files in load order: entity order of the contract, then file name.
+
+    Regular files only, unless `special_entries`: then links, folders, pipes,
+    sockets and devices are listed too, as `Unread` entries (`ingest_directory`
+    records them as refused). Callers that open what they get (a sensor hashing
+    new files) keep the default.
+    """
     if not directory.is_dir():
         raise NotADirectoryError(f"landing directory {directory} does not exist")
-    files = [classify(p) for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")]
+    files = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                mode = entry.stat(follow_symlinks=False).st_mode
+            except FileNotFoundError:  # removed since the directory was listed
+                continue
+            if stat.S_ISREG(mode) or special_entries:
+                files.append(inspect(directory / entry.name, mode))
     order = {e.name: i for i, e in enumerate(ENTITIES)}
     return sorted(files, key=lambda f: (order.get(f.entity.name, -1) if f.entity else -1, f.name))

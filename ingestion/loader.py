@@ -18,23 +18,28 @@ loader of the same file wait, then see it as already loaded.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import BinaryIO
 
 import psycopg
 from psycopg import sql
 
+from attribution import locks
 from ingestion import fastcsv
 from ingestion.contracts import Entity
-from ingestion.discovery import LandingFile
+from ingestion.discovery import LandingFile, Unread, describe_unread
 from ingestion.readers import (
     FileRefused,
     HashingReader,
+    NotRegularFile,
     describe_decode_error,
-    file_sha256,
     make_reader,
+    open_regular,
     open_text,
+    sha256_of,
 )
 from ingestion.validation import (
     LANDING_TABLE,
@@ -51,7 +56,13 @@ from ingestion.validation import (
 )
 
 # The dbt models take this lock in shared mode (macro lock_ingestion): same key.
-INGEST_LOCK = "select pg_advisory_xact_lock(hashtext('attribution.ingest'))"
+# Waited for at most ATTRIBUTION_INGEST_LOCK_WAIT s; past it the error names the holder.
+INGEST_LOCK = locks.INGESTION
+
+
+def take_ingest_lock(conn: psycopg.Connection) -> None:
+    """The ingestion lock, for the rest of `conn`'s open transaction."""
+    locks.acquire(conn, INGEST_LOCK, "transaction")
 
 
 @dataclass
@@ -90,9 +101,10 @@ def _record_refusal(
     content_hash: str,
     started: datetime,
     message: str,
+    size: int,
 ) -> int | None:
     with conn.transaction():
-        conn.execute(INGEST_LOCK)
+        take_ingest_lock(conn)
         row = conn.execute(
             """
             insert into raw.ingest_batches
@@ -108,7 +120,7 @@ def _record_refusal(
                 landing.entity.name if landing.entity else None,
                 landing.file_format,
                 content_hash,
-                landing.size,
+                size,
                 started,
                 message,
             ],
@@ -143,30 +155,31 @@ def _copy_rows(
 
 
 def _land(
-    conn: psycopg.Connection, entity: Entity, landing: LandingFile
+    conn: psycopg.Connection, entity: Entity, landing: LandingFile, raw: BinaryIO
 ) -> tuple[int, list[str], sql.Composed, HashingReader, str]:
     """Fill the landing table: COPY's own CSV parser when it can, else the Python reader.
 
-    Returns rows read, ignored columns, the routing statements' source, the
-    reader whose digest covers every byte that was loaded, and the parser used.
+    `raw` is the file as opened once by load_file (each attempt reads it from its
+    start). Returns rows read, ignored columns, the routing statements' source,
+    the reader whose digest covers every byte that was loaded, and the parser used.
     """
     if landing.file_format == "csv":
-        with open(landing.path, "rb") as raw:
-            hashing = HashingReader(raw)
-            try:
-                with conn.transaction():  # a savepoint: giving up leaves no trace
-                    fast = fastcsv.copy_csv(conn, entity, landing.name, hashing)
-            except (fastcsv.NotForFastPath, *fastcsv.PARSER_REJECTED):
-                pass
-            else:
-                source = source_sql(entity, fast.line_numbers, fast.landed_columns)
-                return fast.rows, fast.ignored_columns, source, hashing, "postgres"
-    with open(landing.path, "rb") as raw:
+        raw.seek(0)
         hashing = HashingReader(raw)
         try:
-            rows_read, ignored = _copy_rows(conn, entity, landing, hashing)
-        except UnicodeDecodeError:
-            raise FileRefused(describe_decode_error(landing.path)) from None
+            with conn.transaction():  # a savepoint: giving up leaves no trace
+                fast = fastcsv.copy_csv(conn, entity, landing.name, hashing)
+        except (fastcsv.NotForFastPath, *fastcsv.PARSER_REJECTED):
+            pass
+        else:
+            source = source_sql(entity, fast.line_numbers, fast.landed_columns)
+            return fast.rows, fast.ignored_columns, source, hashing, "postgres"
+    raw.seek(0)
+    hashing = HashingReader(raw)
+    try:
+        rows_read, ignored = _copy_rows(conn, entity, landing, hashing)
+    except UnicodeDecodeError:
+        raise FileRefused(describe_decode_error(raw, landing.name)) from None
     return rows_read, ignored, source_sql(entity, LineNumbers.COLUMN), hashing, "python"
 
 
@@ -174,6 +187,8 @@ def open_staging(conn: psycopg.Connection) -> psycopg.Connection:
     """A second session to the same database, for the landing table (see load_file)."""
     staging = psycopg.connect(conn.info.dsn, password=conn.info.password, autocommit=True)
     staging.execute("set timezone = 'UTC'")
+    # ISO output: validation compares values with their text (validation._canonical).
+    staging.execute("set datestyle = 'ISO, YMD'")
     # Local buffers for the landing table (the default is 8 MB): only settable
     # before the session's first temporary table.
     with contextlib.suppress(psycopg.errors.InvalidParameterValue):
@@ -249,15 +264,73 @@ def load_file(
     streams the routed rows back through COPY, so they enter the raw tables by
     COPY's bulk insert inside `conn`'s transaction; without it one is opened for
     this file.
+
+    The file is opened once (open_regular: a regular file, never through a link)
+    and that descriptor is hashed and loaded. An entry that is not a regular file —
+    listed as such, or found so when opened — is refused without being read.
     """
     if staging is None and landing.problem is None:
         with open_staging(conn) as own:
             return load_file(conn, landing, own)
     started = datetime.now(UTC)
     clock = time.perf_counter()
-    content_hash = file_sha256(landing.path)
     result = FileResult(landing.name, landing.entity.name if landing.entity else None, "loaded")
+    unread = landing.unread
+    if unread is None:
+        try:
+            raw = open_regular(landing.path)
+        except NotRegularFile as exc:  # replaced by a link, pipe... since it was listed
+            unread = describe_unread(landing.path, exc.mode)
+    if unread is not None:
+        return _refuse_unread(conn, landing, unread, result, started)
+    with raw:
+        size = os.fstat(raw.fileno()).st_size
+        content_hash = sha256_of(raw)
+        return _load_opened(conn, landing, staging, raw, content_hash, size, started, clock, result)
 
+
+def _refuse_unread(
+    conn: psycopg.Connection,
+    landing: LandingFile,
+    unread: Unread,
+    result: FileResult,
+    started: datetime,
+) -> FileResult:
+    """Record an entry that is not a regular file as refused; nothing of it is read."""
+    previous = _already_loaded(conn, landing.name, unread.ledger_hash)
+    if previous:
+        result.status, result.batch_id = "skipped", previous[0]
+        result.message = f"already {previous[1]} as batch {previous[0]}"
+        return result
+    result.status, result.message = "refused", f"{landing.name}: {unread.problem}"
+    result.batch_id = _record_refusal(conn, landing, unread.ledger_hash, started, result.message, 0)
+    return result
+
+
+def ledger_hash(landing: LandingFile) -> str:
+    """What the ledger keys `landing` by with its name: the SHA-256 of a regular
+    file's content, or the `Unread` stand-in (nothing read) for any other entry."""
+    if landing.unread is not None:
+        return landing.unread.ledger_hash
+    try:
+        with open_regular(landing.path) as raw:
+            return sha256_of(raw)
+    except NotRegularFile as exc:
+        return describe_unread(landing.path, exc.mode).ledger_hash
+
+
+def _load_opened(
+    conn: psycopg.Connection,
+    landing: LandingFile,
+    staging: psycopg.Connection | None,
+    raw: BinaryIO,
+    content_hash: str,
+    size: int,
+    started: datetime,
+    clock: float,
+    result: FileResult,
+) -> FileResult:
+    """load_file for a regular file opened as `raw`, whose content hashes to `content_hash`."""
     previous = _already_loaded(conn, landing.name, content_hash)
     if previous:
         result.status, result.batch_id = "skipped", previous[0]
@@ -266,7 +339,9 @@ def load_file(
 
     if landing.problem is not None:
         result.status, result.message = "refused", f"{landing.name}: {landing.problem}"
-        result.batch_id = _record_refusal(conn, landing, content_hash, started, result.message)
+        result.batch_id = _record_refusal(
+            conn, landing, content_hash, started, result.message, size
+        )
         return result
 
     entity = landing.entity
@@ -274,7 +349,7 @@ def load_file(
     try:
         with conn.transaction():
             conn.execute("set local timezone = 'UTC'")
-            conn.execute(INGEST_LOCK)
+            take_ingest_lock(conn)
             previous = _already_loaded(conn, landing.name, content_hash)
             if previous:  # another loader committed it while we waited for the lock
                 result.status, result.batch_id = "skipped", previous[0]
@@ -294,13 +369,13 @@ def load_file(
                     entity.name,
                     landing.file_format,
                     content_hash,
-                    landing.size,
+                    size,
                     started,
                 ],
             ).fetchone()
             # The landing table lives in `staging`'s transaction (dropped at its end).
             with staging.transaction():
-                rows_read, ignored, source, hashing, parser = _land(staging, entity, landing)
+                rows_read, ignored, source, hashing, parser = _land(staging, entity, landing, raw)
                 if hashing.digest.hexdigest() != content_hash:
                     raise FileChangedDuringLoad(
                         f"{landing.name} changed while it was being loaded;"
@@ -324,7 +399,7 @@ def load_file(
             )
     except FileRefused as refused:
         result.status, result.message = "refused", str(refused)
-        result.batch_id = _record_refusal(conn, landing, content_hash, started, str(refused))
+        result.batch_id = _record_refusal(conn, landing, content_hash, started, str(refused), size)
         result.seconds = time.perf_counter() - clock
         return result
 

@@ -3,8 +3,11 @@
 A reader yields one tuple per record: (line_no, parse_error, raw_text, *fields),
 fields in the entity's declared order, text or None. Rows that are not valid
 CSV/JSON still yield a tuple — with `parse_error` set and the text as read in
-`raw_text` — so they reach the quarantine instead of vanishing (SPEC §3.1).
-Problems that make the whole file unusable raise `FileRefused` (SPEC §3.3).
+`raw_text` — so they reach the quarantine instead of vanishing. Problems that
+make the whole file unusable raise `FileRefused`.
+
+Landing files are opened only by `open_regular`: never through a symbolic link,
+never a pipe, socket or device.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import csv
 import hashlib
 import io
 import json
+import os
+import stat
 from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from pathlib import Path
@@ -53,12 +58,77 @@ class HashingReader(io.RawIOBase):
         return n or 0
 
 
-def file_sha256(path: Path) -> str:
+class NotRegularFile(OSError):
+    """The path is not a regular file (`mode` is the entry's own); it was not opened for reading."""
+
+    def __init__(self, path: Path, mode: int) -> None:
+        super().__init__(f"{path} is not a regular file")
+        self.path = path
+        self.mode = mode
+
+
+# O_PATH (Linux) opens a name without opening the file: no read access, no side
+# effect of a device's open, no blocking on a FIFO.
+_O_PATH = getattr(os, "O_PATH", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def open_regular(path: Path) -> io.FileIO:
+    """Open `path` for reading if, at the moment of opening, it is a regular file.
+
+    Checked on the opened descriptor, not on the name (a file swapped for a link
+    or a FIFO between a check and the open cannot slip through): the name is
+    opened with O_NOFOLLOW — a final symbolic link is not followed — and O_PATH,
+    fstat says what it is, and only a regular file is then opened for reading,
+    through /proc/self/fd, which reaches that very inode. Without O_PATH (not
+    Linux), O_NONBLOCK keeps a FIFO's open from blocking before fstat refuses it.
+    Raises NotRegularFile for anything else.
+    """
+    if _O_PATH:
+        handle = os.open(path, _O_PATH | _O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            mode = os.fstat(handle).st_mode
+            if not stat.S_ISREG(mode):
+                raise NotRegularFile(path, mode)
+            try:
+                fd = os.open(f"/proc/self/fd/{handle}", os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:  # no /proc: open by name, checked again below
+                fd = _open_nofollow(path)
+        finally:
+            os.close(handle)
+    else:
+        fd = _open_nofollow(path)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotRegularFile(path, mode)
+    return io.FileIO(fd, "rb", closefd=True)
+
+
+def _open_nofollow(path: Path) -> int:
+    flags = os.O_RDONLY | _O_NOFOLLOW | os.O_CLOEXEC
+    flags |= getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        return os.open(path, flags)
+    except OSError as exc:
+        if not os.path.islink(path):
+            raise
+        raise NotRegularFile(path, os.lstat(path).st_mode) from exc
+
+
+def sha256_of(handle: BinaryIO) -> str:
+    """SHA-256 of the whole file behind `handle`, read from its start; leaves it at the end."""
+    handle.seek(0)
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
+    for chunk in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a regular file's content (NotRegularFile for anything else)."""
+    with open_regular(path) as handle:
+        return sha256_of(handle)
 
 
 def open_text(raw: BinaryIO) -> io.TextIOWrapper:
@@ -244,26 +314,29 @@ class JsonlReader:
                 yield self._row(line_no, stripped)
 
 
-def describe_decode_error(path: Path) -> str:
+def describe_decode_error(raw: BinaryIO, file_name: str) -> str:
     """Why a file is not UTF-8, naming the first bad line and bytes.
 
     Text is decoded in chunks, so the error itself does not know its line; this
-    rescans the file (only on that error path) line by line in binary.
+    rescans the file (only on that error path) line by line in binary, from the
+    start of `raw` (the descriptor the load read, never the name again).
     """
     offset = 0
-    with open(path, "rb") as handle:
-        for line_no, line in enumerate(handle, 1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                bad = line[exc.start : exc.start + 4]
-                return (
-                    f"{path.name}: cannot be decoded as UTF-8 at line {line_no}"
-                    f" (byte offset {offset + exc.start}, bytes {bad!r}: {exc.reason});"
-                    " re-export the file as UTF-8"
-                )
-            offset += len(line)
-    return f"{path.name}: cannot be decoded as UTF-8; re-export the file as UTF-8"
+    raw.seek(0)
+    # Through a HashingReader: closing the buffer then does not close `raw`.
+    lines = io.BufferedReader(HashingReader(raw), 1 << 20)
+    for line_no, line in enumerate(lines, 1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad = line[exc.start : exc.start + 4]
+            return (
+                f"{file_name}: cannot be decoded as UTF-8 at line {line_no}"
+                f" (byte offset {offset + exc.start}, bytes {bad!r}: {exc.reason});"
+                " re-export the file as UTF-8"
+            )
+        offset += len(line)
+    return f"{file_name}: cannot be decoded as UTF-8; re-export the file as UTF-8"
 
 
 def make_reader(entity: Entity, text: io.TextIOWrapper, file_name: str) -> CsvReader | JsonlReader:

@@ -72,7 +72,8 @@ def ingest_directory(
     migrate(url)
     report = IngestReport(directory)
     with connect(url, autocommit=True) as conn, open_staging(conn) as staging:
-        for landing in discover(directory):
+        # Links, folders, pipes, sockets and devices too: each is recorded as refused.
+        for landing in discover(directory, special_entries=True):
             try:
                 result = load_file(conn, landing, staging)
             except (FileChangedDuringLoad, OSError) as exc:

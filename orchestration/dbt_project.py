@@ -1,20 +1,27 @@
-"""The dbt project as Dagster sees it: one translator for keys, groups and owners."""
+"""The dbt project as Dagster sees it: one translator for keys, groups and owners,
+and the explanation of a failed data test (which organizations, which ids)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+import psycopg
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
     DbtCliResource,
     DbtProject,
 )
+from psycopg import sql
 
+from attribution.database import DatabaseError, connect
 from attribution.dbt import DBT_PROJECT_DIR, dbt_executable
+
+if TYPE_CHECKING:
+    from orchestration.quality import FailureSummary
 
 DBT_PROJECT = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
@@ -25,7 +32,8 @@ DEFAULT_OWNER = "team:data-platform"
 
 class AttributionTranslator(DagsterDbtTranslator):
     """Keys are <schema>/<name> (sources: raw/<table>, so they connect to the
-    ingestion assets); groups follow the dbt folder; owners come from `meta.owner`."""
+    ingestion assets); groups follow the dbt folder; owners come from `meta.owner`;
+    dbt tests are asset checks that never block."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
@@ -41,6 +49,19 @@ class AttributionTranslator(DagsterDbtTranslator):
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
         owner = (dbt_resource_props.get("config", {}).get("meta") or {}).get("owner")
         return [owner or DEFAULT_OWNER]
+
+    def get_asset_check_spec(
+        self,
+        asset_spec: dg.AssetSpec,
+        manifest: Mapping[str, Any],
+        unique_id: str,
+        project: DbtProject | None,
+    ) -> dg.AssetCheckSpec | None:
+        """dagster-dbt makes error-severity tests blocking: one failure would skip every
+        asset and check after the dbt step, for all organizations. A data test reports
+        on the data (its check fails, the run exits 1); it never holds the rest back."""
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        return spec._replace(blocking=False) if spec is not None else None
 
 
 TRANSLATOR = AttributionTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
@@ -61,3 +82,106 @@ def manifest_path() -> Path:
 
 def dbt_cli() -> DbtCliResource:
     return DbtCliResource(project_dir=DBT_PROJECT, dbt_executable=dbt_executable())
+
+
+# Failed data tests, explained: which organizations fail and with which ids.
+
+
+def explain_test_failures(
+    url: str, manifest: Mapping[str, Any], results: list[Mapping[str, Any]]
+) -> dict[str, FailureSummary]:
+    """For each failed or errored test in dbt's `run_results` entries (unique_id →)
+    the organizations its failing rows belong to, with sample ids.
+
+    The failing rows come from the test's compiled SQL (run again, read-only and
+    under a time limit, only for tests that failed).
+    """
+    # great-expectations comes with quality.py: imported only when a test failed.
+    from orchestration.quality import FailureSummary, summarize_failures
+
+    failed = [r for r in results if r.get("status") in ("fail", "error", "warn")]
+    if not failed:
+        return {}
+    try:
+        conn = connect(url)
+    except DatabaseError as exc:  # the tests' own results still say what failed
+        return {r["unique_id"]: FailureSummary(error=str(exc)) for r in failed}
+    summaries = {}
+    with conn:
+        for result in failed:
+            unique_id = result["unique_id"]
+            compiled = (result.get("compiled_code") or "").strip().rstrip(";")
+            node = manifest["nodes"].get(unique_id, {})
+            if result.get("status") == "error":
+                message = " ".join((result.get("message") or "test errored").split())[:500]
+                summaries[unique_id] = FailureSummary(error=message)
+            elif compiled:
+                columns = returned_columns(conn, compiled)
+                query = failing_rows_query(manifest, node, compiled, columns)
+                summaries[unique_id] = summarize_failures(conn, query)
+            else:
+                summaries[unique_id] = FailureSummary(error="no compiled SQL for this test")
+    return summaries
+
+
+def failing_rows_query(
+    manifest: Mapping[str, Any], node: Mapping[str, Any], compiled: str, columns: list[str]
+) -> sql.Composable:
+    """The test's failing rows with an org_id: the test's own query when it returns
+    org_id (our singular tests do), else the tested model's rows behind them.
+
+    `columns` are the columns the test's query returns. Generic tests return the
+    tested column's values first (`unique`, `relationships`, `accepted_values`) or
+    its null rows (`not_null`); the model's rows with those values name the
+    organizations. The SQL is dbt's compiled project code, never data.
+    """
+    failures = sql.SQL(compiled)
+    metadata = node.get("test_metadata") or {}
+    kwargs = metadata.get("kwargs") or {}
+    model = manifest["nodes"].get(node.get("attached_node") or "", {})
+    if "org_id" in columns or not columns or not model.get("alias"):
+        return failures
+    relation = sql.Identifier(model["schema"], model["alias"])
+    column = kwargs.get("column_name") or node.get("column_name")
+    if metadata.get("name") == "not_null" and column:
+        return sql.SQL(
+            "select {label} as failing_row, m.org_id from {model} as m where m.{column} is null"
+        ).format(
+            label=sql.Literal(f"{column} is null"), model=relation, column=sql.Identifier(column)
+        )
+    if column:
+        return sql.SQL(
+            "select m.{column}, m.org_id from {model} as m"
+            " where m.{column} in (select f.{first} from ({failures}) as f)"
+        ).format(
+            column=sql.Identifier(column),
+            model=relation,
+            first=sql.Identifier(columns[0]),
+            failures=failures,
+        )
+    keys = kwargs.get("columns")
+    if isinstance(keys, list) and keys and set(keys) <= set(columns):  # unique_combination
+        m_keys = sql.SQL(", ").join(sql.Identifier("m", k) for k in keys)
+        return sql.SQL(
+            "select concat_ws(' / ', {m_keys}) as failing_key, m.org_id from {model} as m"
+            " where ({m_keys}) in (select {keys} from ({failures}) as f)"
+        ).format(
+            m_keys=m_keys,
+            keys=sql.SQL(", ").join(sql.Identifier(k) for k in keys),
+            model=relation,
+            failures=failures,
+        )
+    return failures
+
+
+def returned_columns(conn: psycopg.Connection, compiled: str) -> list[str]:
+    """The columns a test's query returns (planned, not run)."""
+    try:
+        with conn.transaction():
+            conn.execute("set transaction read only")
+            cursor = conn.execute(
+                sql.SQL("select * from ({}) as failures limit 0").format(sql.SQL(compiled))
+            )
+            return [c.name for c in cursor.description or []]
+    except psycopg.Error:
+        return []

@@ -28,7 +28,12 @@ def dagster_storage_url(platform_url: str) -> str:
             "select 1 from pg_database where datname = %s", [DAGSTER_DATABASE]
         ).fetchone()
         if not exists:
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(DAGSTER_DATABASE)))
+            database = sql.Identifier(DAGSTER_DATABASE)
+            conn.execute(sql.SQL("create database {}").format(database))
+            # Only the platform's own role uses it: organization logins must not connect.
+            conn.execute(
+                sql.SQL("revoke connect, temporary on database {} from public").format(database)
+            )
     url = urlunsplit(parts._replace(path=f"/{DAGSTER_DATABASE}"))
     return url.replace("postgresql://", "postgresql+psycopg2://", 1).replace(
         "postgres://", "postgresql+psycopg2://", 1

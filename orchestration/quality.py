@@ -3,18 +3,41 @@
 GX validates through its SQL execution engine: aggregate queries run in
 PostgreSQL, no table is pulled into pandas. Each expectation becomes one Dagster
 asset check (see defs/quality.py); the list below is the whole policy.
+
+Every expectation also names its failing rows in SQL (`violations`: the row's id
+first, then its `org_id`). That query runs only when the expectation fails, to
+say which organizations fail and with which ids (`summarize_failures`): one
+organization's bad rows are then visible as that organization's problem.
+
+Amounts are compared as numeric, never as double precision: any value the
+contract allows (0, 1e-400, 10^15, and more) stays in range. (GX's own
+`ExpectColumnValuesToBeBetween` binds its bound as a float, so PostgreSQL casts
+every amount to double precision and fails on 1e-400.)
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import great_expectations as gx
 import great_expectations.expectations as gxe
+import psycopg
 from great_expectations.data_context.types.base import ProgressBarsConfig
+from psycopg import sql
+
+from attribution.database import connect
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+# How much of a failure the check reports: organizations listed, ids per organization.
+MAX_ORGS = 20
+SAMPLE_IDS = 5
+MAX_VALUE_CHARS = 200  # a sample value is cut here (text fields may hold up to 1M characters)
+MAX_TEXT_CHARS = 2000  # the one-line description of a failure
+# A failure summary is diagnostics: it never holds a check up for long.
+SUMMARY_TIMEOUT_MS = 120_000
 
 
 @dataclass(frozen=True)
@@ -23,46 +46,217 @@ class Expectation:
     expectation: gxe.Expectation
     error: bool  # ERROR severity (a broken pipeline) rather than WARN (data to look at)
     description: str
+    # SQL over {batch} (the table): the failing rows, their id first, then org_id.
+    violations: str
 
 
-def _rows(name: str, sql: str, description: str, error: bool = False) -> Expectation:
+def _rows(name: str, query: str, description: str, error: bool = False) -> Expectation:
+    """An expectation given as the query of its failing rows (id, org_id, details)."""
     return Expectation(
-        name, gxe.UnexpectedRowsExpectation(unexpected_rows_query=sql), error, description
+        name, gxe.UnexpectedRowsExpectation(unexpected_rows_query=query), error, description, query
     )
 
 
 # (schema, table) → expectations
 EXPECTATIONS: dict[tuple[str, str], list[Expectation]] = {
     ("staging", "stg_crm__deals"): [
-        Expectation("gx_deal_id_not_null", gxe.ExpectColumnValuesToNotBeNull(column="deal_id"), True, "Every deal has an id."),
-        Expectation("gx_deal_id_unique", gxe.ExpectColumnValuesToBeUnique(column="deal_id"), True, "One current version per deal."),
-        Expectation("gx_deal_status_valid", gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["open", "won", "lost"]), True, "Status is open, won or lost."),
-        Expectation("gx_deal_amount_non_negative", gxe.ExpectColumnValuesToBeBetween(column="amount", min_value=0), True, "Amounts are >= 0."),
+        Expectation("gx_deal_id_not_null", gxe.ExpectColumnValuesToNotBeNull(column="deal_id"), True, "Every deal has an id.",
+                    "select 'batch ' || batch_id || ' line ' || line_no as row_ref, org_id from {batch} where deal_id is null"),
+        Expectation("gx_deal_id_unique", gxe.ExpectColumnValuesToBeUnique(column="deal_id"), True, "One current version per deal.",
+                    "select deal_id, org_id from {batch} where deal_id in (select deal_id from {batch} group by deal_id having count(*) > 1)"),
+        Expectation("gx_deal_status_valid", gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["open", "won", "lost"]), True, "Status is open, won or lost.",
+                    "select deal_id, org_id, status from {batch} where status not in ('open', 'won', 'lost')"),
+        _rows("gx_deal_amount_non_negative",
+              "select deal_id, org_id, amount from {batch} where amount < 0",
+              "Amounts are >= 0.", error=True),
         _rows("gx_closed_deals_have_closed_at",
-              "select * from {batch} where status in ('won', 'lost') and closed_at is null",
+              "select deal_id, org_id, status from {batch} where status in ('won', 'lost') and closed_at is null",
               "Every won or lost deal has closed_at.", error=True),
     ],
     ("staging", "stg_crm__partners"): [
-        Expectation("gx_partner_id_unique", gxe.ExpectColumnValuesToBeUnique(column="partner_id"), True, "One current version per partner."),
-        Expectation("gx_partner_status_valid", gxe.ExpectColumnValuesToBeInSet(column="partner_status", value_set=["active", "inactive"]), True, "Status is active or inactive."),
+        Expectation("gx_partner_id_unique", gxe.ExpectColumnValuesToBeUnique(column="partner_id"), True, "One current version per partner.",
+                    "select partner_id, org_id from {batch} where partner_id in (select partner_id from {batch} group by partner_id having count(*) > 1)"),
+        Expectation("gx_partner_status_valid", gxe.ExpectColumnValuesToBeInSet(column="partner_status", value_set=["active", "inactive"]), True, "Status is active or inactive.",
+                    "select partner_id, org_id, partner_status from {batch} where partner_status not in ('active', 'inactive')"),
     ],
     ("staging", "stg_crm__touchpoints"): [
-        Expectation("gx_touchpoint_id_unique", gxe.ExpectColumnValuesToBeUnique(column="touchpoint_id"), True, "One current version per touchpoint."),
+        Expectation("gx_touchpoint_id_unique", gxe.ExpectColumnValuesToBeUnique(column="touchpoint_id"), True, "One current version per touchpoint.",
+                    "select touchpoint_id, org_id from {batch} where touchpoint_id in (select touchpoint_id from {batch} group by touchpoint_id having count(*) > 1)"),
         _rows("gx_touchpoint_partner_known_same_org",
-              "select t.* from {batch} as t left join staging.stg_crm__partners as p"
+              "select t.touchpoint_id, t.org_id, t.partner_id from {batch} as t left join staging.stg_crm__partners as p"
               " on p.partner_id = t.partner_id where p.partner_id is null or p.org_id <> t.org_id",
               "Touchpoints of unknown partners or of another organization's partner (never credited)."),
         _rows("gx_touchpoint_deal_known",
-              "select t.* from {batch} as t left join staging.stg_crm__deals as d"
+              "select t.touchpoint_id, t.org_id, t.deal_id from {batch} as t left join staging.stg_crm__deals as d"
               " on d.deal_id = t.deal_id where d.deal_id is null",
               "Touchpoints of deals that are not (yet) loaded."),
     ],
     ("marts", "fct_deals"): [
         _rows("gx_fx_coverage",
-              "select * from {batch} where amount_usd is null",
+              "select deal_id, org_id, currency from {batch} where amount_usd is null",
               "Deals without an FX rate on or before their reference date (no USD amount, not attributed)."),
     ],
 }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class OrgFailures:
+    org_id: str | None
+    rows: int
+    sample_ids: list[str]
+
+
+@dataclass(frozen=True)
+class FailureSummary:
+    """Which organizations a check fails for, with sample ids of the failing rows."""
+
+    rows: int = 0
+    organization_count: int = 0
+    organizations: list[OrgFailures] = field(default_factory=list)
+    id_column: str | None = None
+    sample_rows: list[dict[str, str | None]] = field(default_factory=list)
+    error: str | None = None  # the summary itself could not be computed
+
+    def org_ids(self) -> list[str | None]:
+        return [org.org_id for org in self.organizations]
+
+    def text(self) -> str:
+        """One line: 'fails for 2 organizations: org_a (3 rows: d1, d2, d3), org_b (1 row: d9)'."""
+        text = self._text()
+        return text if len(text) <= MAX_TEXT_CHARS else text[: MAX_TEXT_CHARS - 1] + "…"
+
+    def _text(self) -> str:
+        if self.error:
+            return f"failing rows could not be listed: {self.error}"
+        if not self.organizations:
+            if self.sample_rows:
+                return "failing rows (no organization column): " + "; ".join(
+                    ", ".join(f"{k}={v}" for k, v in row.items()) for row in self.sample_rows
+                )
+            return "no failing rows found"
+        parts = []
+        for org in self.organizations:
+            noun = "row" if org.rows == 1 else "rows"
+            ids = ", ".join(str(i) for i in org.sample_ids)
+            more = ", …" if len(org.sample_ids) >= SAMPLE_IDS and org.rows > SAMPLE_IDS else ""
+            parts.append(f"{org.org_id or '(no organization)'} ({org.rows} {noun}: {ids}{more})")
+        shown = (
+            f" (the {len(self.organizations)} with most rows)"
+            if self.organization_count > len(self.organizations)
+            else ""
+        )
+        plural = "organization" if self.organization_count == 1 else "organizations"
+        return f"fails for {self.organization_count} {plural}{shown}: " + ", ".join(parts)
+
+    def metadata(self) -> dict[str, Any]:
+        """Dagster check metadata: plain values, the per-organization detail as JSON."""
+        import dagster as dg
+
+        data: dict[str, Any] = {"failing_organizations": self.text()}
+        if self.error:
+            return data
+        data["failing_organization_count"] = self.organization_count
+        data["failing_org_ids"] = ", ".join(str(o) for o in self.org_ids())
+        data["failures_by_organization"] = dg.MetadataValue.json(
+            [
+                {
+                    "org_id": org.org_id,
+                    "rows": org.rows,
+                    f"sample_{self.id_column or 'ids'}": org.sample_ids,
+                }
+                for org in self.organizations
+            ]
+        )
+        if self.sample_rows:
+            data["sample_failing_rows"] = dg.MetadataValue.json(self.sample_rows)
+        return data
+
+
+def _short(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
+
+
+def _first_line(text: str) -> str:
+    return _short(text.strip().splitlines()[0] if text.strip() else text) or ""
+
+
+def summarize_failures(conn: psycopg.Connection, failing_rows: sql.Composable) -> FailureSummary:
+    """Group the rows of `failing_rows` (a query) by org_id, with sample ids per organization.
+
+    The id is the query's first column other than org_id. Without an org_id
+    column, only sample rows are returned. Runs read-only, under a time limit;
+    an error is reported in the summary rather than raised.
+    """
+    try:
+        with conn.transaction():
+            conn.execute("set transaction read only")
+            conn.execute(
+                sql.SQL("set local statement_timeout = {}").format(sql.Literal(SUMMARY_TIMEOUT_MS))
+            )
+            cursor = conn.execute(
+                sql.SQL("select * from ({}) as failures limit {}").format(
+                    failing_rows, sql.Literal(SAMPLE_IDS)
+                )
+            )
+            columns = [c.name for c in cursor.description or []]
+            samples = [
+                {name: _short(value) for name, value in zip(columns, row, strict=True)}
+                for row in cursor.fetchall()
+            ]
+            others = [c for c in columns if c != "org_id"]
+            if "org_id" not in columns or not others:
+                return FailureSummary(
+                    rows=len(samples), sample_rows=samples, id_column=others[0] if others else None
+                )
+            id_column = others[0]
+            rows = conn.execute(
+                sql.SQL(
+                    """
+                    select org_id, failing_rows, sample_ids, organizations, total_rows
+                    from (
+                        select org_id, count(*) as failing_rows,
+                               array_agg(distinct row_id collate "C" order by row_id collate "C")
+                                   filter (where rank <= {sample}) as sample_ids,
+                               count(*) over () as organizations,
+                               sum(count(*)) over () as total_rows
+                        from (
+                            select f.org_id::text as org_id,
+                                   left(f.{id}::text, {width}) as row_id,
+                                   dense_rank() over (
+                                       partition by f.org_id order by f.{id}::text collate "C"
+                                   ) as rank
+                            from ({query}) as f
+                        ) as ranked
+                        group by org_id
+                    ) as per_org
+                    order by failing_rows desc, org_id collate "C" nulls first
+                    limit {orgs}
+                    """
+                ).format(
+                    sample=sql.Literal(SAMPLE_IDS),
+                    id=sql.Identifier(id_column),
+                    width=sql.Literal(MAX_VALUE_CHARS),
+                    query=failing_rows,
+                    orgs=sql.Literal(MAX_ORGS),
+                )
+            ).fetchall()
+    except psycopg.Error as exc:
+        return FailureSummary(error=_first_line(str(exc)))
+    if not rows:
+        return FailureSummary(id_column=id_column, sample_rows=samples)
+    return FailureSummary(
+        rows=int(rows[0][4]),
+        organization_count=int(rows[0][3]),
+        organizations=[
+            OrgFailures(org, int(count), [i or "(null)" for i in ids or []])
+            for org, count, ids, _, _ in rows
+        ],
+        id_column=id_column,
+        sample_rows=samples,
+    )
 
 
 @dataclass(frozen=True)
@@ -72,6 +266,17 @@ class Outcome:
     error: bool
     unexpected_count: int
     element_count: int | None
+    failures: FailureSummary | None = None  # set when the expectation failed
+    exception: str | None = None  # the expectation could not be evaluated
+
+
+def _exception(validated: Any) -> str | None:
+    """The first error GX caught while evaluating, if any (GX reports rather than raises)."""
+    info = validated.exception_info or {}
+    for candidate in (info, *(v for v in info.values() if isinstance(v, dict))):
+        if candidate.get("raised_exception"):
+            return _first_line(str(candidate.get("exception_message") or "unknown error"))
+    return None
 
 
 def validate_table(url: str, schema: str, table: str) -> list[Outcome]:
@@ -100,6 +305,32 @@ def validate_table(url: str, schema: str, table: str) -> list[Outcome]:
                 expected.error,
                 int(unexpected),
                 details.get("element_count"),
+                exception=_exception(validated),
             )
         )
-    return outcomes
+    if all(o.success for o in outcomes):
+        return outcomes
+    with connect(url) as conn:
+        return [
+            outcome
+            if outcome.success
+            else _with_failures(conn, outcome, expected, sql.Identifier(schema, table))
+            for outcome, expected in zip(outcomes, expectations, strict=True)
+        ]
+
+
+def _with_failures(
+    conn: psycopg.Connection, outcome: Outcome, expected: Expectation, table: sql.Identifier
+) -> Outcome:
+    failing = sql.SQL(expected.violations).format(batch=table)
+    summary = summarize_failures(conn, failing)
+    return Outcome(
+        outcome.name,
+        outcome.success,
+        outcome.error,
+        # An expectation GX could not evaluate still counts its failing rows here.
+        outcome.unexpected_count or summary.rows,
+        outcome.element_count,
+        summary,
+        outcome.exception,
+    )

@@ -1,15 +1,40 @@
-"""`attribution run`: the `daily_refresh` job, executed in-process — the same code the UI runs."""
+"""`attribution run`: the `daily_refresh` job, executed in-process — the same code the UI runs.
+
+Stopping it (SIGTERM, SIGINT, Ctrl-C): Dagster turns a signal that reaches a step
+into an "interrupt", and a step with a retry policy — ingestion and the dbt build
+have one — is then simply *retried*, so a `timeout 90 attribution run` ran to the
+end. Here the job runs in a worker thread instead, where Dagster leaves signal
+handling alone, and the main thread owns SIGTERM and SIGINT (`StopOnSignal`): it
+marks the Dagster run canceling, interrupts dbt and any other child process
+(SIGINT, which makes dbt cancel its queries; SIGKILL after a grace period),
+cancels the queries this process tree runs on the platform database, and waits
+a bounded time for the run to end as canceled. The command then exits with
+128 + the signal number and one line saying it was stopped. A second signal
+stops without waiting. A run whose process was killed outright (SIGKILL) is
+marked failed by the next `attribution run` (`fail_abandoned_runs`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TextIO, TypeVar
+from urllib.parse import urlsplit
 
 import dagster as dg
 import psutil
+import psycopg
 
 from orchestration.instance import dagster_environment
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -30,10 +55,13 @@ class RefreshOutcome:
 HOST_TAG = "attribution/host"
 PID_TAG = "attribution/pid"
 STARTED_TAG = "attribution/process_started"
+# One value per `attribution run`: lets the stopping thread find the run it executes.
+INVOCATION_TAG = "attribution/invocation"
 UNFINISHED = (
     dg.DagsterRunStatus.STARTED,
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.CANCELING,
 )
 
 
@@ -79,16 +107,28 @@ def fail_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
 
 
 def run_daily_refresh(platform_url: str, landing_dir: str) -> RefreshOutcome:
+    """Execute `daily_refresh`; a SIGTERM or SIGINT meanwhile raises `RunStopped`."""
     os.environ.update(dagster_environment(platform_url))
     os.environ["LANDING_DIR"] = landing_dir
+    token = uuid.uuid4().hex
+    hooks = _Daily(token)
+    stopper = StopOnSignal(platform_url, hooks)
+    try:
+        return stopper.run(lambda: _execute_daily_refresh(token, stopper))
+    finally:
+        hooks.close()
+
+
+def _execute_daily_refresh(token: str, stopper: StopOnSignal) -> RefreshOutcome:
     from orchestration.definitions import defs
 
     definitions = defs()
     with dg.DagsterInstance.get() as instance:
         for run_id in fail_abandoned_runs(instance):
             print(f"run {run_id} was abandoned by a killed process: marked failed")
+        stopper.checkpoint()  # stopped while the definitions loaded: start no run
         result = definitions.resolve_job_def("daily_refresh").execute_in_process(
-            instance=instance, raise_on_error=False, tags=_process_tags()
+            instance=instance, raise_on_error=False, tags={**_process_tags(), INVOCATION_TAG: token}
         )
     outcome = RefreshOutcome(result.success, result.run_id)
     for evaluation in result.get_asset_check_evaluations():
@@ -118,3 +158,298 @@ def condense(message: str, limit: int = 600) -> str:
         else ""
     )
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class RunStopped(Exception):
+    """`attribution run` was stopped by a signal; `finish()` reports it and gives the exit code."""
+
+    def __init__(self, message: str, exit_code: int, stream: TextIO, work_alive: bool) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.stream = stream
+        self.work_alive = work_alive
+
+    def finish(self) -> int:
+        """Print the one line on the terminal's stderr (Dagster may still be capturing
+        fd 2 when the work did not end) and return the exit code; exit at once
+        when the work is still running, so nothing of it goes on."""
+        print(f"error: {self}", file=self.stream, flush=True)
+        if self.work_alive:
+            os._exit(self.exit_code)
+        return self.exit_code
+
+
+class _StopRequested(Exception):
+    """Raised at a checkpoint of the work once a stop was asked for."""
+
+
+class StopHooks:
+    """What a stop does besides stopping processes and queries (nothing, here)."""
+
+    def stopping(self, signal_name: str) -> None:
+        """Called on every round of the stop, from the main thread."""
+
+    def stalled(self) -> bool:
+        """True when the work will not end by itself soon: stop waiting for it."""
+        return False
+
+    def stopped(self, signal_name: str) -> str:
+        """The stop is over: record it; returns what to say about the work."""
+        return ""
+
+
+# Dagster's helpers that copy captured output to the terminal, and Python's
+# semaphore tracker: they end with this process; the rest (dbt) are work.
+_PLUMBING = ("watch_orphans.py", "multiprocessing.resource_tracker")
+
+
+def _is_plumbing(process: psutil.Process) -> bool:
+    try:
+        command = process.cmdline()
+    except psutil.Error:
+        return True
+    return bool(command) and (
+        os.path.basename(command[0]) == "tail" or any(p in " ".join(command) for p in _PLUMBING)
+    )
+
+
+class StopOnSignal:
+    """Run work in a worker thread while the main thread answers SIGTERM and SIGINT.
+
+    On the first signal, in rounds until the work ends: the hooks' `stopping`
+    (e.g. mark the Dagster run canceling), SIGINT to every child process that is
+    work (dbt cancels its queries and exits), SIGKILL to those still there after
+    `grace` seconds, and a cancel of every statement this process tree runs on
+    the platform database — so a step starting meanwhile stops too. The work gets
+    `patience` seconds to end; a second signal, or hooks saying the work is
+    stalled (waiting to retry a step), end the wait at once. Then `RunStopped`.
+    """
+
+    grace = 5.0
+    patience = 15.0
+    tick = 0.2
+
+    def __init__(self, platform_url: str, hooks: StopHooks | None = None) -> None:
+        self.url = platform_url
+        self.hooks = hooks or StopHooks()
+        try:
+            self._port: int | None = urlsplit(platform_url).port or 5432
+        except ValueError:
+            self._port = None  # then no statement is cancelled; processes still stop
+        self.signals: list[int] = []
+        self._stopping_since: float | None = None
+        self._interrupted: dict[int, float] = {}
+        self._endpoints: set[tuple[str, int]] = set()
+        self._monitor: psycopg.Connection | None = None
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signals[0]).name if self.signals else ""
+
+    def checkpoint(self) -> None:
+        """For the work: stop here when a stop was asked for."""
+        if self.signals:
+            raise _StopRequested
+
+    def run(self, work: Callable[[], T]) -> T:
+        if threading.current_thread() is not threading.main_thread():
+            return work()  # only the main thread receives signals: nothing to answer
+        outcome: list[T] = []
+        failure: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                outcome.append(work())
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                failure.append(exc)
+
+        terminal = os.fdopen(os.dup(2), "w", buffering=1)
+        previous = {
+            sig: signal.signal(sig, self._on_signal)
+            for sig in (signal.SIGTERM, signal.SIGINT)
+            if signal.getsignal(sig) is not signal.SIG_IGN  # e.g. SIGINT of a `cmd &` job
+        }
+        worker = threading.Thread(target=target, name="attribution-run", daemon=True)
+        try:
+            worker.start()
+            while worker.is_alive():
+                worker.join(self.tick)
+                if not self.signals:
+                    continue
+                if self._stopping_since is None:
+                    self._stopping_since = time.monotonic()
+                self._round()
+                waited = time.monotonic() - self._stopping_since
+                if len(self.signals) > 1 or waited > self.patience or self._stalled():
+                    break
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if not self.signals:
+            terminal.close()
+            if failure:
+                raise failure[0]
+            return outcome[0]
+        if self._stopping_since is None:  # the signal came as the work ended
+            self._stopping_since = time.monotonic()
+            self._round()
+        raise self._stopped(worker, terminal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.signals.append(signum)
+
+    def _stalled(self) -> bool:
+        try:
+            return self.hooks.stalled()
+        except Exception:  # noqa: BLE001 - cannot tell: keep waiting, within the patience
+            return False
+
+    def _round(self) -> None:
+        """Tell the hooks, interrupt work processes, kill those past the grace, cancel
+        the statements."""
+        with contextlib.suppress(Exception):  # the stop goes on regardless
+            self.hooks.stopping(self.signal_name)
+        now = time.monotonic()
+        try:
+            children = psutil.Process().children(recursive=True)
+        except psutil.Error:
+            children = []
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                self._remember_endpoints(child)
+                if _is_plumbing(child):
+                    continue
+                if child.pid not in self._interrupted:
+                    self._interrupted[child.pid] = now
+                    child.send_signal(signal.SIGINT)
+                elif now - self._interrupted[child.pid] > self.grace:
+                    child.kill()
+        with contextlib.suppress(psutil.Error):
+            self._remember_endpoints(psutil.Process())
+        self._cancel_statements()
+
+    def _remember_endpoints(self, process: psutil.Process) -> None:
+        for conn in process.net_connections(kind="tcp"):
+            if conn.raddr and conn.raddr.port == self._port and conn.laddr:
+                self._endpoints.add((conn.laddr.ip, conn.laddr.port))
+
+    def _cancel_statements(self) -> None:
+        """Cancel what this process tree's sessions run on the platform database (the
+        sessions of a killed dbt included; this connection aside). Dagster's storage
+        is another database: its sessions are left alone."""
+        if not self._endpoints:
+            return
+        try:
+            if self._monitor is None or self._monitor.closed:
+                self._monitor = psycopg.connect(
+                    self.url, autocommit=True, connect_timeout=5,
+                    application_name="attribution run (stopping)",
+                )  # fmt: skip
+            hosts, ports = zip(*sorted(self._endpoints), strict=True)
+            self._monitor.execute(
+                "select pg_cancel_backend(a.pid) from pg_stat_activity as a"
+                " join unnest(%s::text[], %s::int[]) as e(host, port)"
+                " on host(a.client_addr) = e.host and a.client_port = e.port"
+                " where a.datname = current_database() and a.pid <> pg_backend_pid()"
+                " and a.state = 'active'",
+                [list(hosts), list(ports)],
+            )
+        except psycopg.Error:
+            pass  # the server may be gone too: the processes are stopped regardless
+
+    def _stopped(self, worker: threading.Thread, terminal: TextIO) -> RunStopped:
+        work_alive = worker.is_alive()
+        # What is left (the work did not end in time: all of it) goes now.
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process().children(recursive=True):
+                if work_alive or not _is_plumbing(child):
+                    with contextlib.suppress(psutil.Error):
+                        child.kill()
+        self._cancel_statements()
+        if self._monitor is not None:
+            self._monitor.close()
+        try:
+            detail = self.hooks.stopped(self.signal_name)
+        except Exception as exc:  # noqa: BLE001 - the stop is reported regardless
+            detail = f"could not record the stop: {exc}"
+        seconds = time.monotonic() - (self._stopping_since or time.monotonic())
+        message = (
+            f"stopped by {self.signal_name} (its processes and queries stopped within"
+            f" {seconds:.1f} s)" + (f": {detail}" if detail else "")
+        )
+        return RunStopped(message, 128 + self.signals[0], terminal, work_alive)
+
+
+_STATUS_WORDS = {
+    dg.DagsterRunStatus.CANCELED: "canceled",
+    dg.DagsterRunStatus.FAILURE: "failed",
+    dg.DagsterRunStatus.SUCCESS: "succeeded (it had finished its steps)",
+}
+
+
+class _Daily(StopHooks):
+    """The Dagster run of one `attribution run`, as the stopping main thread sees it."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self._instance: dg.DagsterInstance | None = None
+        self._since: float | None = None  # wall clock, as Dagster's event timestamps
+        self._run_id: str | None = None
+        self._canceling = False
+
+    def _find(self) -> dg.DagsterRun | None:
+        if self._instance is None:
+            self._instance = dg.DagsterInstance.get()
+        runs = self._instance.get_runs(filters=dg.RunsFilter(tags={INVOCATION_TAG: self.token}))
+        if runs:
+            self._run_id = runs[0].run_id
+        return runs[0] if runs else None
+
+    def stopping(self, signal_name: str) -> None:
+        """Mark the run canceling once it exists: when it ends, Dagster records it
+        as canceled rather than failed."""
+        if self._since is None:
+            self._since = time.time()
+        if self._canceling:
+            return
+        run = self._find()
+        if run is None:
+            return
+        assert self._instance is not None
+        if run.status in UNFINISHED and run.status != dg.DagsterRunStatus.CANCELING:
+            self._instance.report_run_canceling(
+                run, message=f"{signal_name} received: `attribution run` is stopping this run"
+            )
+        self._canceling = True
+
+    def stalled(self) -> bool:
+        """No run a second after the stop (the definitions were loading: nothing to
+        wait for), or a step set to be retried since (Dagster retries a step its
+        processes were stopped under: waiting would only start it again)."""
+        since = self._since or time.time()
+        if self._run_id is None:
+            return time.time() - since > 1.0
+        assert self._instance is not None
+        retries = self._instance.get_records_for_run(
+            self._run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY, ascending=False, limit=1
+        ).records
+        return bool(retries) and retries[0].timestamp >= since
+
+    def stopped(self, signal_name: str) -> str:
+        """Mark the run canceled when it did not end by itself, free its pool slot."""
+        run = self._find()
+        if run is None:
+            return "no Dagster run had started"
+        assert self._instance is not None
+        if run.status in UNFINISHED:
+            self._instance.report_run_canceled(
+                run, message=f"{signal_name} received: `attribution run` stopped this run"
+            )
+            self._instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+            run = self._find() or run
+        word = _STATUS_WORDS.get(run.status, run.status.value.lower())
+        return f"Dagster run {run.run_id} of daily_refresh {word}"
+
+    def close(self) -> None:
+        if self._instance is not None:
+            self._instance.dispose()

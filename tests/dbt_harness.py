@@ -21,9 +21,10 @@ from ingestion.service import IngestReport
 from tests import reference_attribution as reference
 from tests.conftest import create_database, drop_database
 
-# Columns that legitimately differ between incremental and full builds: the
-# history arrays accumulate every organization/day/partner a deal counted for.
-BOOKKEEPING = {"_partner_ids", "_org_ids", "_metric_dates"}
+# int_deals__mart_state's history arrays accumulate every partner, organization
+# and day a deal has counted for, so they legitimately differ between
+# incremental and full builds; its other columns must not.
+BOOKKEEPING = {"partner_ids", "org_ids", "metric_dates"}
 MARTS = {
     "fct_partner_attribution": ("deal_id", "partner_id", "attribution_model"),
     "fct_deals": ("deal_id",),
@@ -74,7 +75,7 @@ def paired_databases(server_url: str, prefix: str) -> Iterator[tuple[str, str]]:
 
 # Which load a row came from: an interrupted load rolls back but still uses up its
 # batch id, so a run that was killed and resumed numbers later loads differently.
-LOAD_IDS = {"_source_batch_id"}
+LOAD_IDS = {"source_batch_id"}
 
 
 def mart(url: str, table: str, ignore: frozenset[str] = frozenset()) -> dict[tuple, dict]:
@@ -86,12 +87,53 @@ def mart(url: str, table: str, ignore: frozenset[str] = frozenset()) -> dict[tup
     for row in rows:
         key = tuple(row[k] for k in keys)
         assert key not in out, f"duplicate key {key} in marts.{table}"
-        out[key] = {k: v for k, v in row.items() if k not in BOOKKEEPING and k not in ignore}
+        # Bookkeeping lives in schema intermediate: BI reads every mart column.
+        assert not [k for k in row if k.startswith("_")], (table, list(row))
+        out[key] = {k: v for k, v in row.items() if k not in ignore}
     return out
 
 
+def mart_state(url: str, ignore: frozenset[str] = frozenset()) -> dict[str, dict]:
+    """intermediate.int_deals__mart_state by deal, history arrays as sets."""
+    with psycopg.connect(url) as conn:
+        rows = (
+            conn.cursor(row_factory=dict_row)
+            .execute("select * from intermediate.int_deals__mart_state")
+            .fetchall()
+        )
+    out = {}
+    for row in rows:
+        assert row["deal_id"] not in out, f"duplicate deal {row['deal_id']} in the mart state"
+        out[row["deal_id"]] = {
+            k: set(v) if k in BOOKKEEPING else v for k, v in row.items() if k not in ignore
+        }
+    return out
+
+
+def assert_state_covers_marts(url: str) -> None:
+    """Every deal's history holds what it counts for now: its organization, its days
+    and the partners it credits or is sourced by (the marts recompute those when the
+    deal changes, so a gap would leave them stale)."""
+    state = mart_state(url)
+    deals = mart(url, "fct_deals")
+    assert {d for (d,) in deals} <= state.keys()
+    for (deal_id,), deal in deals.items():
+        history = state[deal_id]
+        assert history["org_id"] == deal["org_id"], deal_id
+        assert history["sourced_partner_id"] == deal["sourced_partner_id"], deal_id
+        assert deal["org_id"] in history["org_ids"], deal_id
+        days = {deal["created_date"], deal["closed_date"]} - {None}
+        assert days <= history["metric_dates"], (deal_id, days, history["metric_dates"])
+        assert {deal["sourced_partner_id"]} - {None} <= history["partner_ids"], deal_id
+    for deal_id, partner_id, _ in mart(url, "fct_partner_attribution"):
+        assert partner_id in state[deal_id]["partner_ids"], (deal_id, partner_id)
+
+
 def assert_marts_equal(left_url: str, right_url: str, ignore_load_ids: bool = False) -> None:
-    """Row for row; with `ignore_load_ids`, not which batch id a row's load had."""
+    """Row for row; with `ignore_load_ids`, not which batch id a row's load had.
+
+    Also int_deals__mart_state: the same deals with the same current columns, and
+    on each side a history that covers what the marts show."""
     ignore = frozenset(LOAD_IDS) if ignore_load_ids else frozenset()
     for table in MARTS:
         left, right = mart(left_url, table, ignore), mart(right_url, table, ignore)
@@ -101,6 +143,15 @@ def assert_marts_equal(left_url: str, right_url: str, ignore_load_ids: bool = Fa
         )
         for key in left:
             assert left[key] == right[key], (table, key, left[key], right[key])
+    current = ignore | BOOKKEEPING
+    left_state, right_state = mart_state(left_url, current), mart_state(right_url, current)
+    assert left_state == right_state, sorted(
+        deal
+        for deal in left_state.keys() | right_state.keys()
+        if left_state.get(deal) != right_state.get(deal)
+    )[:5]
+    for url in (left_url, right_url):
+        assert_state_covers_marts(url)
 
 
 def _close(a: object, b: object, tolerance: float) -> bool:

@@ -331,3 +331,48 @@ def day_files(export: Path, first: int, last: int) -> list[Path]:
     if first == 0:
         files += [export / "organizations.csv", export / "partners.csv"]
     return files
+
+
+def descendants(process: subprocess.Popen[str]) -> list[psutil.Process]:
+    """Every process `process` has started and that is still there (recursively)."""
+    try:
+        return psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def wait_for_child(process: subprocess.Popen[str], name: str, timeout: float = 600) -> None:
+    """Wait until `process` has started a process whose command line holds `name`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the process ended (exit {process.returncode}) before {name}")
+        if children_named(process, name):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no {name} within {timeout} s")
+
+
+def assert_all_gone(processes: list[psutil.Process], timeout: float = 15) -> None:
+    """Each process has ended (a zombie waiting for its parent counts as ended)."""
+    deadline = time.monotonic() + timeout
+    alive: list[str] = []
+    while time.monotonic() < deadline:
+        alive = []
+        for proc in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(f"{proc.pid} {' '.join(proc.cmdline())[:120]}")
+        if not alive:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"still running {timeout} s after the stop: {alive}")
+
+
+def dagster_run_status(server_url: str, run_id: str) -> str:
+    """The status Dagster's storage (database `dagster`, next to the platform's) holds
+    for a run: SUCCESS, FAILURE, CANCELED, STARTED…"""
+    with psycopg.connect(with_database(server_url, "dagster")) as conn:
+        row = conn.execute("select status from runs where run_id = %s", [run_id]).fetchone()
+    assert row is not None, f"Dagster has no run {run_id}"
+    return row[0]

@@ -48,6 +48,9 @@ EXPECTATIONS = (
     "(expected digits with '.'",
     "(expected >= 0)",
     "(expected > 0)",
+    "(expected at most 1000000000000000",
+    "decimal places (expected at most",
+    "(expected a timestamp from 0001-01-01T00:00:00Z",
     "(expected an identifier not starting with",
 )
 

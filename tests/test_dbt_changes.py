@@ -69,8 +69,13 @@ BATCHES: list[dict[str, list[dict[str, str]]]] = [
             tp("t9", "d2", "p1", "demo", T.format(12, 10)),
         ],
     },
-    {  # 4: the same file twice (no-op), a deal going back to open
-        "deals": [deal("d3", "open", "300", "USD", "", T.format(14, 9))],
+    {  # 4: the same file twice (no-op), a deal going back to open, a deal moving org
+        "deals": [
+            deal("d3", "open", "300", "USD", "", T.format(14, 9)),
+            # d2 had credit in o1; the marts find its old rows through the
+            # organizations int_deals__mart_state remembers.
+            deal("d2", "won", "500", "USD", T.format(13, 12), T.format(14, 10), org="o2"),
+        ],
     },
 ]
 
@@ -117,8 +122,16 @@ def test_each_change_is_honoured_incrementally(databases: tuple[str, str], tmp_p
     assert third[("d3", "p1", "linear")]["touchpoint_count"] == 2
     assert ("d2", "p1", "linear") in third
     assert float(third[("d4", "p1", "linear")]["deal_amount_usd"]) == pytest.approx(800.0)
-    # Batch 4: d3 reopened: its rows are gone.
+    # Batch 4: d3 reopened: its rows are gone. d2 moved to o2, where none of its
+    # touchpoints counts (they are o1's): no credit, one row in fct_deals, under o2.
     assert not any(k[0] == "d3" for k in fourth)
+    assert not any(k[0] == "d2" for k in fourth)
+    assert fetch(incremental, "select org_id from marts.fct_deals where deal_id = 'd2'") == [
+        ("o2",)
+    ]
+    assert fetch(
+        incremental, "select org_ids from intermediate.int_deals__mart_state where deal_id = 'd2'"
+    ) == [(["o1", "o2"],)]
 
 
 def test_rows_that_come_out_the_same_are_not_rewritten(

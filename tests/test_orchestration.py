@@ -32,7 +32,13 @@ def dagster_url_plain(env: dict) -> str:
 
 
 EXPECTED_JOBS = {"daily_refresh", "ingest", "attribution", "dagster_housekeeping"}
-EXPECTED_SENSORS = {"landing_sensor", "won_deals_sensor", "run_failure_alert", "failed_check_alert"}
+EXPECTED_SENSORS = {
+    "landing_sensor",
+    "won_deals_sensor",
+    "run_failure_alert",
+    "failed_check_alert",
+    "tenant_session_watchdog",
+}
 
 
 @pytest.fixture(scope="module")

@@ -65,6 +65,16 @@
   A day's change log holds many deals whose facts come out the same (a
   touchpoint that does not count, an FX rate for another date range); each row
   not rewritten saves a heap tuple and one entry in every index.
+
+  `org_history={"model": M, "column": C}` (the marts, whose keys do not contain
+  org_id): every index of a mart starts with org_id (an index led by a key would
+  let a tenant's `deal_id = '…'` find another organization's row before row
+  security filters it out; docs/attribution.md), so the rows to replace are
+  found by (organization, key). A key's row may sit under an organization it
+  has since left: model M (read through its key, same column names) lists in
+  array column C every organization each key has ever had, and the delete
+  probes each of them. The insert's "already there" check needs only the new
+  row's organization: a row that survived the delete equals the new row.
 -#}
 {% macro get_incremental_replace_keys_sql(arg_dict) %}
     {%- set target = arg_dict["target_relation"] -%}
@@ -73,6 +83,7 @@
     {%- set keys = [keys] if keys is string else keys -%}
     {%- set tombstone = config.get("tombstone_column") -%}
     {%- set skip_unchanged = config.get("skip_unchanged", false) -%}
+    {%- set history = config.get("org_history") -%}
     {%- set names = arg_dict["dest_columns"] | map(attribute="name") | list -%}
     {%- set exact_types = ["text", "character varying", "character", "smallint", "integer", "bigint",
                            "boolean", "date", "timestamp with time zone", "timestamp without time zone"] -%}
@@ -84,24 +95,49 @@
     {%- set key_match -%}
         {% for key in keys %}t.{{ key }} = s.{{ key }}{% if not loop.last %} and {% endif %}{% endfor %}
     {%- endset -%}
+    {%- if history -%}
+        {%- set history_join -%}
+            inner join {{ model_relation(history["model"]) }} as h
+                on {% for key in keys %}h.{{ key }} = s.{{ key }}{% if not loop.last %} and {% endif %}{% endfor %}
+        {%- endset -%}
+        {%- set delete_match = "t.org_id = any(h." ~ history["column"] ~ ") and " ~ key_match -%}
+        {%- set kept_match = "t.org_id = s.org_id and " ~ key_match -%}
+    {%- else -%}
+        {%- set history_join = "" -%}
+        {%- set delete_match = key_match -%}
+        {%- set kept_match = key_match -%}
+    {%- endif -%}
     {% if skip_unchanged %}
         delete from {{ target }} as t
-        using {{ source }} as s
-        where {{ key_match }}
+        using {{ source }} as s {{ history_join }}
+        where {{ delete_match }}
             and row({% for expression in compared %}t.{{ expression }}{% if not loop.last %}, {% endif %}{% endfor %})
             is distinct from row({% for expression in compared %}s.{{ expression }}{% if not loop.last %}, {% endif %}{% endfor %});
 
         insert into {{ target }} ({{ columns }})
         select {{ columns }} from {{ source }} as s
-        where not exists (select from {{ target }} as t where {{ key_match }})
+        where not exists (select from {{ target }} as t where {{ kept_match }})
         {% if tombstone %}and s.{{ tombstone }} is not null{% endif %};
     {% else %}
         delete from {{ target }} as t
-        using (select distinct {{ keys | join(", ") }} from {{ source }}) as s
-        where {{ key_match }};
+        using (select distinct {{ keys | join(", ") }} from {{ source }}) as s {{ history_join }}
+        where {{ delete_match }};
 
         insert into {{ target }} ({{ columns }})
         select {{ columns }} from {{ source }}
         {% if tombstone %}where {{ tombstone }} is not null{% endif %};
     {% endif %}
 {% endmacro %}
+
+{#- The relation of a model of this project, by name, without ref(): ref() in a
+    macro needs the calling model to declare the dependency, and the models
+    using `org_history` already run after M (they read M or a model built from
+    it). -#}
+{% macro model_relation(name) -%}
+    {%- set found = graph.nodes.values() | selectattr("resource_type", "equalto", "model")
+                    | selectattr("name", "equalto", name) | list -%}
+    {%- if found | length != 1 -%}
+        {{ exceptions.raise_compiler_error("org_history: no model named " ~ name) }}
+    {%- endif -%}
+    {{- found[0].relation_name -}}
+{%- endmacro %}

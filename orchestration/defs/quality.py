@@ -1,9 +1,38 @@
-"""Data-quality asset checks (great-expectations 1.x, in the database): one per expectation."""
+"""Data-quality asset checks (great-expectations 1.x, in the database): one per expectation.
+
+A failing check names the organizations whose rows fail, with sample ids
+(`failing_organizations`, `failures_by_organization`); an expectation that could
+not be evaluated fails with the error instead of stopping the run.
+"""
+
+from typing import Any
 
 import dagster as dg
 
-from orchestration.quality import EXPECTATIONS, validate_table
+from orchestration.quality import EXPECTATIONS, Outcome, validate_table
 from orchestration.resources import PlatformDatabase
+
+
+def check_result(asset: dg.AssetKey, outcome: Outcome) -> dg.AssetCheckResult:
+    metadata: dict[str, Any] = {
+        "unexpected_count": outcome.unexpected_count,
+        "element_count": outcome.element_count or 0,
+    }
+    description = None
+    if outcome.exception:
+        metadata["evaluation_error"] = outcome.exception
+        description = f"could not be evaluated: {outcome.exception}"
+    if outcome.failures is not None:
+        metadata.update(outcome.failures.metadata())
+        description = "; ".join(filter(None, [description, outcome.failures.text()]))
+    return dg.AssetCheckResult(
+        asset_key=asset,
+        check_name=outcome.name,
+        passed=outcome.success,
+        severity=dg.AssetCheckSeverity.ERROR if outcome.error else dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+        description=description,
+    )
 
 
 def _quality_check(schema: str, table: str) -> dg.AssetChecksDefinition:
@@ -18,18 +47,7 @@ def _quality_check(schema: str, table: str) -> dg.AssetChecksDefinition:
     )
     def check(database: PlatformDatabase):
         for outcome in validate_table(database.url, schema, table):
-            yield dg.AssetCheckResult(
-                asset_key=asset,
-                check_name=outcome.name,
-                passed=outcome.success,
-                severity=dg.AssetCheckSeverity.ERROR
-                if outcome.error
-                else dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "unexpected_count": outcome.unexpected_count,
-                    "element_count": outcome.element_count or 0,
-                },
-            )
+            yield check_result(asset, outcome)
 
     return check
 

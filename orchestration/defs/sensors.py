@@ -9,7 +9,7 @@ from dagster._core.events import DagsterEventType
 
 from attribution.database import connect
 from ingestion.discovery import discover
-from ingestion.readers import file_sha256
+from ingestion.loader import ledger_hash
 from orchestration.alerts import send_alert
 from orchestration.defs.jobs import attribution_job, ingest_and_attribute_job, ingest_job
 from orchestration.resources import AlertWebhook, LandingFolder, PlatformDatabase
@@ -39,9 +39,14 @@ FINISHED = {
 def _content_hashes(folder: Path, previous: dict[str, list]) -> dict[str, list]:
     """name → [size, mtime_ns, sha256, entity]; a file's hash is recomputed only when it changed."""
     current: dict[str, list] = {}
-    for landing in discover(folder):
+    # Links, pipes, folders too (never opened: ledger_hash reads regular files only),
+    # so their refusal is recorded by the run they start.
+    for landing in discover(folder, special_entries=True):
         entity = landing.entity.name if landing.entity else None
-        stat = landing.path.stat()
+        try:
+            stat = landing.path.lstat()
+        except FileNotFoundError:  # removed since it was listed
+            continue
         known = previous.get(landing.name)
         if known and known[0] == stat.st_size and known[1] == stat.st_mtime_ns:
             current[landing.name] = [*known[:3], entity]
@@ -49,7 +54,7 @@ def _content_hashes(folder: Path, previous: dict[str, list]) -> dict[str, list]:
             current[landing.name] = [
                 stat.st_size,
                 stat.st_mtime_ns,
-                file_sha256(landing.path),
+                ledger_hash(landing),
                 entity,
             ]
     return current

@@ -1,12 +1,15 @@
 {{
     config(
         materialized="table",
-        indexes=[{"columns": ["org_id"], "unique": True}, {"columns": ["tier"]}],
+        indexes=[{"columns": ["org_id"], "unique": True}],
+        post_hook="{{ hide_statistics_from_tenants() }}",
     )
 }}
 
--- One row per organization with its size tier by active partners (SPEC §5).
--- Small (one row per organization): rebuilt whole on every run.
+-- One row per organization with its size tier by active partners.
+-- Small (one row per organization): rebuilt whole on every run. Indexed on
+-- org_id only: an index a tenant's query can use must start with org_id
+-- (docs/attribution.md, "Mart indexes and tenants").
 
 with active_partners as (
     select

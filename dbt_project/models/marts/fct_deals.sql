@@ -4,26 +4,27 @@
         unique_key="deal_id",
         incremental_strategy="replace_keys",
         skip_unchanged=True,
+        org_history={"model": "int_deals__mart_state", "column": "org_ids"},
         on_schema_change="fail",
         indexes=[
-            {"columns": ["deal_id"], "unique": True},
+            {"columns": ["org_id", "deal_id"], "unique": True},
             {"columns": ["org_id", "status", "closed_at", "deal_id"]},
             {"columns": ["org_id", "closed_at", "deal_id"]},
-            {"columns": ["sourced_partner_id"]},
+            {"columns": ["org_id", "sourced_partner_id"]},
         ],
         pre_hook="{{ large_work_mem() }}",
         post_hook=[
-            "{{ save_watermark(change_log_high_water(['int_attribution__eligible_touchpoints'])) }}",
-            "{{ analyze_after_rebuild() }}",
+            "{{ hide_statistics_from_tenants(counts=['deal_id', 'org_id', 'sourced_partner_id', 'created_date', 'closed_date']) }}",
+            "{{ save_watermark(change_log_high_water(['int_deals__mart_state', 'int_attribution__eligible_touchpoints'])) }}",
         ],
     )
 }}
 -- depends_on: {{ ref('int_attribution__changed_deals') }}
 
--- One row per deal, its current state (SPEC §5). Incremental runs rebuild the
--- deals of the change log. The underscore columns are bookkeeping for the
--- marts downstream: every organization, day and partner the deal has ever
--- counted for, so a change also refreshes what it used to count for.
+-- One row per deal, its current state. Incremental runs rebuild the deals of
+-- the change log. Every index starts with org_id (macro replace_keys,
+-- `org_history`); the sourcing partner and the bookkeeping of what a deal used
+-- to count for come from int_deals__mart_state.
 
 with deals as (
     select *
@@ -40,40 +41,6 @@ eligible_counts as (
     where
         touchpoint_id is not null
         {% if is_incremental() %}and deal_id in (select deals.deal_id from deals){% endif %}  -- noqa: LT02
-    group by deal_id
-),
-
--- Valid touches (a partner of the deal's organization), whatever their date.
-touches as (
-    select
-        touchpoints.deal_id,
-        touchpoints.partner_id,
-        touchpoints.touchpoint_id,
-        touchpoints.touchpoint_type,
-        touchpoints.occurred_at,
-        deals.created_at
-    from deals
-    inner join {{ ref('int_touchpoints__current') }} as touchpoints
-        on deals.deal_id = touchpoints.deal_id and {{ same_org('deals.org_id', 'touchpoints.org_id') }}
-    inner join {{ ref('int_partners__current') }} as partners
-        on touchpoints.partner_id = partners.partner_id and {{ same_org('deals.org_id', 'partners.org_id') }}
-),
-
--- Per deal in one pass over its touches (one GROUP BY rather than a sort per
--- result): its touching partners and, SPEC §4.3, the partner of the earliest
--- referral / deal registration within 24 hours of the deal's creation.
-touch_summary as (
-    select
-        deal_id,
-        array_agg(distinct partner_id) as partner_ids,
-        (
-            array_agg(partner_id order by occurred_at, touchpoint_id collate "C") filter (
-                where
-                touchpoint_type in ('referral', 'deal_registration')
-                and occurred_at <= created_at + interval '24 hours'
-            )
-        )[1] as sourced_partner_id
-    from touches
     group by deal_id
 ),
 
@@ -108,22 +75,18 @@ facts as (
         converted.status = 'won' as is_won,
         coalesce(eligible_counts.eligible_touchpoint_count, 0) as eligible_touchpoint_count,
         coalesce(eligible_counts.touching_partner_count, 0) as touching_partner_count,
-        touch_summary.sourced_partner_id,
-        touch_summary.sourced_partner_id is not null as is_partner_sourced,
-        touch_summary.sourced_partner_id is null
+        state.sourced_partner_id,
+        state.sourced_partner_id is not null as is_partner_sourced,
+        state.sourced_partner_id is null
         and coalesce(eligible_counts.eligible_touchpoint_count, 0) > 0 as is_partner_influenced,
         (converted.created_at at time zone 'UTC')::date as created_date,
         case
             when converted.status in ('won', 'lost')
                 then (converted.closed_at at time zone 'UTC')::date
-        end as closed_date,
-        converted.updated_at as _source_updated_at,
-        converted.batch_id as _source_batch_id,
-        converted.line_no as _source_line_no,
-        coalesce(touch_summary.partner_ids, '{}') as _touching_partner_ids
+        end as closed_date
     from converted
     left join eligible_counts on converted.deal_id = eligible_counts.deal_id
-    left join touch_summary on converted.deal_id = touch_summary.deal_id
+    left join {{ ref('int_deals__mart_state') }} as state on converted.deal_id = state.deal_id
 )
 
 select
@@ -143,44 +106,5 @@ select
     facts.is_partner_sourced,
     facts.is_partner_influenced,
     facts.created_date,
-    facts.closed_date,
-    facts._source_updated_at,
-    facts._source_batch_id,
-    facts._source_line_no,
-    {% if is_incremental() %}
-        array(
-            select distinct v
-            from
-                unnest(
-                    facts._touching_partner_ids
-                    || coalesce(previous._partner_ids, '{}')
-                    || array[facts.sourced_partner_id, previous.sourced_partner_id]
-                ) as v
-            where v is not null
-        ) as _partner_ids,
-        array(
-            select distinct v
-            from unnest(array[facts.org_id] || coalesce(previous._org_ids, '{}')) as v
-        ) as _org_ids,
-        array(
-            select distinct v
-            from
-                unnest(
-                    array[facts.created_date, facts.closed_date]
-                    || coalesce(previous._metric_dates, '{}')
-                ) as v
-            where v is not null
-        ) as _metric_dates
-    from facts
-    left join {{ this }} as previous on facts.deal_id = previous.deal_id
-    {% else %}
-        -- The sourcing partner is one of the touching partners, already distinct.
-        facts._touching_partner_ids as _partner_ids,
-        array[facts.org_id] as _org_ids,
-        case
-            when facts.closed_date is null or facts.closed_date = facts.created_date
-                then array[facts.created_date]
-            else array[facts.created_date, facts.closed_date]
-        end as _metric_dates
-    from facts
-    {% endif %}
+    facts.closed_date
+from facts

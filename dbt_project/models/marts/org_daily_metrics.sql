@@ -9,15 +9,19 @@
         on_schema_change="fail",
         indexes=[{"columns": ["org_id", "metric_date"], "unique": True}],
         pre_hook="{{ large_work_mem() }}",
-        post_hook="{{ save_watermark(change_log_high_water(['fct_deals', 'fct_partner_attribution'])) }}",
+        post_hook=[
+            "{{ hide_statistics_from_tenants() }}",
+            "{{ save_watermark(change_log_high_water(['int_deals__mart_state', 'fct_deals', 'fct_partner_attribution'])) }}",
+        ],
     )
 }}
 -- depends_on: {{ ref('int_attribution__changed_deals') }}
+-- depends_on: {{ ref('int_deals__mart_state') }}
 
--- One row per organization and UTC day with any activity (SPEC §5). Incremental
--- runs rebuild the (organization, day) pairs a changed deal or touchpoint counts
--- or counted for; a pair left without activity leaves a tombstone
--- (deals_created null) that removes its row.
+-- One row per organization and UTC day with any activity. Incremental runs
+-- rebuild the (organization, day) pairs a changed deal or touchpoint counts or
+-- counted for (int_deals__mart_state, int_touchpoints__current); a pair left
+-- without activity leaves a tombstone (deals_created null) that removes its row.
 --
 -- Set-based: every deal creation, close and day of touchpoints becomes one
 -- contribution row keyed by (organization, day), and one GROUP BY adds them up
@@ -28,10 +32,10 @@
         select distinct
             org_ids.org_id,
             dates.metric_date
-        from {{ ref('fct_deals') }} as deals
-        cross join lateral unnest(deals._org_ids) as org_ids (org_id)
-        cross join lateral unnest(deals._metric_dates) as dates (metric_date)
-        where deals.deal_id in {{ changed_deal_ids() }}
+        from {{ ref('int_deals__mart_state') }} as state
+        cross join lateral unnest(state.org_ids) as org_ids (org_id)
+        cross join lateral unnest(state.metric_dates) as dates (metric_date)
+        where state.deal_id in {{ changed_deal_ids() }}
 
         union
 

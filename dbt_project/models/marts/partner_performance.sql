@@ -4,21 +4,27 @@
         unique_key="partner_id",
         incremental_strategy="replace_keys",
         skip_unchanged=True,
+        org_history={"model": "int_partners__current", "column": "org_ids"},
         on_schema_change="fail",
         indexes=[
-            {"columns": ["partner_id"], "unique": True},
+            {"columns": ["org_id", "partner_id"], "unique": True},
             {"columns": ["org_id", "attributed_revenue_usd_" ~ var("default_attribution_model")]},
         ],
         pre_hook="{{ large_work_mem() }}",
-        post_hook="{{ save_watermark(change_log_high_water(['fct_deals', 'fct_partner_attribution'])) }}",
+        post_hook=[
+            "{{ hide_statistics_from_tenants() }}",
+            "{{ save_watermark(change_log_high_water(['int_deals__mart_state', 'fct_deals', 'fct_partner_attribution'])) }}",
+        ],
     )
 }}
 -- depends_on: {{ ref('int_attribution__changed_deals') }}
+-- depends_on: {{ ref('int_deals__mart_state') }}
 
--- One row per partner (SPEC §5). Incremental runs rebuild the partners that
--- touched (or used to touch, or sourced) a changed deal, and partners whose own
--- record changed. "Touched" = any touchpoint of the partner on a deal of its own
--- organization, whatever its date; attribution uses only eligible ones.
+-- One row per partner. Incremental runs rebuild the partners that touched (or
+-- used to touch, or sourced) a changed deal (int_deals__mart_state), and
+-- partners whose own record changed. "Touched" = any touchpoint of the partner
+-- on a deal of its own organization, whatever its date; attribution uses only
+-- eligible ones.
 
 with partners as (
     select *
@@ -26,9 +32,9 @@ with partners as (
     {% if is_incremental() %}
         where
             partner_id in (
-                select unnest(deals._partner_ids)
-                from {{ ref('fct_deals') }} as deals
-                where deals.deal_id in {{ changed_deal_ids() }}
+                select unnest(state.partner_ids)
+                from {{ ref('int_deals__mart_state') }} as state
+                where state.deal_id in {{ changed_deal_ids() }}
             )
             or batch_id > {{ watermark_value() }}
     {% endif %}
@@ -71,7 +77,9 @@ sourced as (
         count(*) as sourced_deals_won,
         sum(deals.amount_usd) as sourced_revenue_usd
     from {{ ref('fct_deals') }} as deals
-    where deals.is_won and deals.sourced_partner_id in (select partners.partner_id from partners)
+    -- A deal's sourcing partner is a partner of its organization: matching on
+    -- both uses the (org_id, sourced_partner_id) index.
+    where deals.is_won and (deals.org_id, deals.sourced_partner_id) in (select partners.org_id, partners.partner_id from partners)
     group by deals.sourced_partner_id
 ),
 
@@ -84,7 +92,8 @@ attributed as (
             ) as attributed_revenue_usd_{{ model_name }}{% if not loop.last %},{% endif %}
         {%- endfor %}
     from {{ ref('fct_partner_attribution') }} as attribution
-    where attribution.partner_id in (select partners.partner_id from partners)
+    -- Credit goes only to partners of the deal's organization (same index reason).
+    where (attribution.org_id, attribution.partner_id) in (select partners.org_id, partners.partner_id from partners)
     group by attribution.partner_id
 )
 
