@@ -198,6 +198,12 @@ def _cmd_bi(args: argparse.Namespace) -> int:
         bi.set_reader_password(url)
         print("bi_reader can log in; connect BI tools as described in docs/bi.md")
         return 0
+    if args.action == "enforce-limits":
+        actions = bi.enforce_tenant_limits(url)
+        for action in actions:
+            print(action)
+        print(f"{len(actions)} tenant session(s) held to their limits")
+        return 0
     if args.action == "grant-org":
         limits = bi.TenantLimits(connection_limit=args.connection_limit)
         report = bi.grant_org(
@@ -310,6 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     bi_sub = bi.add_subparsers(dest="action", required=True)
     bi_sub.add_parser(
         "set-password", help="give bi_reader (every organization) a password ($BI_READER_PASSWORD)"
+    )
+    bi_sub.add_parser(
+        "enforce-limits",
+        help="cancel organization-login statements and end idle transactions that overstay their"
+        " login's timeouts (what the Dagster sensor tenant_session_watchdog runs)",
     )
     for action, help_text in (
         (

@@ -151,6 +151,21 @@ def test_transaction_left_open_is_ended(built: str) -> None:
     conn.close()
 
 
+def test_enforce_limits_command(built: str) -> None:
+    grant_org(
+        built, ORG, "late_bi", PASSWORD,
+        limits=TenantLimits(statement_timeout_ms=1_000, idle_in_transaction_timeout_ms=1_000),
+    )  # fmt: skip
+    conn = psycopg.connect(login_url(built, "late_bi"))
+    conn.execute("set idle_in_transaction_session_timeout = 0")
+    conn.execute("select 1")
+    time.sleep(7)  # past the login's 1 s and the command's 5 s grace
+    result = cli(built, "bi", "enforce-limits")
+    conn.close()
+    assert result.returncode == 0, result.stderr
+    assert "late_bi" in result.stdout and "1 tenant session(s)" in result.stdout
+
+
 @pytest.mark.parametrize(
     "statement",
     [
