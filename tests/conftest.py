@@ -52,6 +52,13 @@ def drop_database(server_url: str, name: str) -> None:
         conn.execute(
             sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
         )
+        # `attribution bi grant-org` closes the server's other databases to PUBLIC
+        # (docs/bi.md); the test server is shared, and later modules' own logins
+        # expect to connect. (TEMPORARY stays as each platform database's migration left it.)
+        for (database,) in conn.execute("select datname from pg_database where datallowconn"):
+            conn.execute(
+                sql.SQL("grant connect on database {} to public").format(sql.Identifier(database))
+            )
 
 
 @pytest.fixture(scope="module")

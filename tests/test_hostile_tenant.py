@@ -60,15 +60,6 @@ def built(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     build(db_url, tmp_path_factory.mktemp("dbt"))
     grant_org(db_url, ORG, ROLE, PASSWORD, limits=TenantLimits(connection_limit=LIMIT))
     yield db_url
-    # grant-org closed the server's other databases to PUBLIC; the test server is
-    # shared with later modules, whose own logins expect the defaults.
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        for (database,) in conn.execute("select datname from pg_database where datallowconn"):
-            conn.execute(
-                sql.SQL("grant connect, temporary on database {} to public").format(
-                    sql.Identifier(database)
-                )
-            )
 
 
 # --- cannot exhaust the server ---------------------------------------------------------
