@@ -109,10 +109,15 @@ def _check_role_name(conn: psycopg.Connection, role: str) -> None:
         )
 
 
+def _is_superuser(conn: psycopg.Connection) -> bool:
+    """Whether the platform's role may change server-wide settings (catalog ACLs, SUSET GUCs)."""
+    return bool(
+        conn.execute("select rolsuper from pg_roles where rolname = current_user").fetchone()[0]
+    )
+
+
 def _apply_limits(conn: psycopg.Connection, role: str, limits: TenantLimits) -> None:
-    (superuser,) = conn.execute(
-        "select rolsuper from pg_roles where rolname = current_user"
-    ).fetchone()
+    superuser = _is_superuser(conn)
     ident = sql.Identifier(role)
     conn.execute(
         sql.SQL("alter role {} connection limit {}").format(
@@ -137,9 +142,7 @@ def _close_other_databases(conn: psycopg.Connection, role: str) -> list[str]:
     database and the statement for its owner.
     """
     warnings: list[str] = []
-    (superuser,) = conn.execute(
-        "select rolsuper from pg_roles where rolname = current_user"
-    ).fetchone()
+    superuser = _is_superuser(conn)
     others = conn.execute(
         """
         select d.datname, pg_get_userbyid(d.datdba) = current_user
