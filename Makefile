@@ -38,9 +38,9 @@ format: install
 	$(BIN)/ruff format .
 
 # Every benchmark at every preset (about an hour); writes docs/benchmarks.md and .json.
-# One stage or preset: .venv/bin/attribution bench --preset mvp --stage ingest (see --help).
+# One stage or preset: .venv/bin/python -m benchmarks --preset mvp --stage ingest (see --help).
 bench: install
-	$(BIN)/attribution bench
+	$(BIN)/python -m benchmarks
 
 db-start: install
 	$(BIN)/attribution db start

@@ -1,4 +1,4 @@
-"""The `attribution` command line (SPEC §6.3)."""
+"""The `attribution` command line (docs/contract.md §6.3)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import time
 from datetime import date
 from pathlib import Path
 
-from attribution.database import DatabaseError, database_url, embedded_server, redact_url
+from platform_core.database import DatabaseError, database_url, embedded_server, redact_url
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from attribution.synthetic import generate
+    from synthetic_crm import generate
 
     clock = time.perf_counter()
     summary = generate(
@@ -37,8 +37,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from attribution.transient import connect_with_retry
     from ingestion import ingest_directory
+    from platform_core.connections import connect_with_retry
 
     directory = Path(args.directory)
     url = database_url()
@@ -51,7 +51,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_backup(args: argparse.Namespace) -> int:
-    from attribution.backup import backup, restore
+    from platform_core.backup import backup, restore
 
     if not args.path:
         print(f"error: attribution db {args.action} needs a directory", file=sys.stderr)
@@ -110,9 +110,9 @@ def _cmd_db(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     import psycopg
 
-    from attribution.migrations import migrate
     from attribution.pipeline import marts_summary, run_pipeline
-    from attribution.transient import connect_with_retry
+    from platform_core.connections import connect_with_retry
+    from platform_core.migrations import migrate
 
     landing = os.environ.get("LANDING_DIR")
     if not landing:
@@ -166,8 +166,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
-    from attribution.migrations import migrate
     from orchestration.instance import dagster_environment
+    from platform_core.migrations import migrate
 
     url = database_url()
     migrate(url)  # the sensors read raw.ingest_batches from their first tick
@@ -191,7 +191,7 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 
 
 def _cmd_bi(args: argparse.Namespace) -> int:
-    from attribution import bi
+    from platform_core import bi_access as bi
 
     url = database_url()
     if args.action == "set-password":
@@ -229,38 +229,6 @@ def _cmd_bi(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from attribution.bench.runner import STAGES, BenchOptions, run_bench
-
-    stages = ["bi-load"] if args.action == "bi-load" else (args.stage or list(STAGES))
-    presets = args.preset or (["growth"] if args.action == "bi-load" else None)
-    options = BenchOptions(
-        **({"presets": presets} if presets else {}),
-        months=args.months,
-        stages=stages,
-        seed=args.seed,
-        work=Path(args.work),
-        out=Path(args.out),
-        sessions=args.sessions,
-        latency_waves=args.waves,
-        bi_samples=args.samples,
-        dbt_tests=not args.no_dbt_tests,
-    )
-    figures = run_bench(options)
-    if args.action == "bi-load":
-        load = figures["bi_load"]
-        lat = load["latency"]
-        print(
-            f"{load['sessions']} sessions, {load['queries']:,} queries during daily_refresh"
-            f" ({load['refresh_seconds']} s, exit code {load['refresh_exit_code']}):"
-            f" {load['errors']} errors; p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms,"
-            f" p99 {lat['p99_ms']} ms"
-        )
-        return 0 if load["errors"] == 0 and load["refresh_exit_code"] == 0 else 1
-    print(f"report: {Path(args.out) / 'benchmarks.md'} and benchmarks.json")
-    return 0
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
     from attribution.demo import run_demo
 
@@ -273,7 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    gen = sub.add_parser("generate", help="write a synthetic CRM export (SPEC §2 format)")
+    gen = sub.add_parser(
+        "generate", help="write a synthetic CRM export (docs/contract.md §2 format)"
+    )
     gen.add_argument(
         "--preset", default="mvp", choices=["mvp", "early", "growth", "scale", "hyper"]
     )
@@ -287,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--format", choices=["csv", "jsonl"], default="csv")
     gen.set_defaults(func=_cmd_generate)
 
-    ing = sub.add_parser("ingest", help="load a landing directory once (SPEC §3)")
+    ing = sub.add_parser("ingest", help="load a landing directory once (docs/contract.md §3)")
     ing.add_argument("directory")
     ing.set_defaults(func=_cmd_ingest)
 
@@ -310,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--print-env", action="store_true", help="print the environment as exports")
     dev.set_defaults(func=_cmd_dev)
 
-    from attribution.bi import TenantLimits
+    from platform_core.bi_access import TenantLimits
 
     bi = sub.add_parser("bi", help="BI access: logins for all organizations or for one")
     bi_sub = bi.add_subparsers(dest="action", required=True)
@@ -345,35 +315,6 @@ def build_parser() -> argparse.ArgumentParser:
                 help="most connections the login may hold at once (default %(default)s)",
             )
     bi.set_defaults(func=_cmd_bi)
-
-    bench = sub.add_parser(
-        "bench",
-        help="benchmarks (SPEC §7): writes docs/benchmarks.md and docs/benchmarks.json",
-        description="Without options: every stage at every preset (what `make bench` runs)."
-        " bi-load: only the 50-session BI load during daily_refresh, at growth.",
-    )
-    bench.add_argument("action", nargs="?", choices=["all", "bi-load"], default="all")
-    bench.add_argument(
-        "--preset",
-        action="append",
-        choices=["mvp", "early", "growth", "scale", "hyper"],
-        help="repeatable; default: all five",
-    )
-    bench.add_argument("--months", type=int, default=1)
-    bench.add_argument(
-        "--stage",
-        action="append",
-        choices=["ingest", "attribution", "bi-queries", "latency", "bi-load"],
-        help="repeatable; default: all",
-    )
-    bench.add_argument("--seed", type=int, default=42)
-    bench.add_argument("--work", default="data/bench", help="generated data, embedded server, logs")
-    bench.add_argument("--out", default="docs", help="where benchmarks.md/.json are written")
-    bench.add_argument("--sessions", type=int, default=50, help="BI sessions of bi-load")
-    bench.add_argument("--waves", type=int, default=8, help="waves of won deals (latency)")
-    bench.add_argument("--samples", type=int, default=200, help="organizations per BI query")
-    bench.add_argument("--no-dbt-tests", action="store_true", help="skip timing dbt test")
-    bench.set_defaults(func=_cmd_bench)
 
     demo = sub.add_parser("demo", help="generate a small dataset and run it end to end")
     demo.add_argument("--workdir", default="data/demo")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from psycopg import sql
 
-from attribution.database import connect, database_url, redact_url
 from attribution.pipeline import marts_summary, run_pipeline
-from attribution.synthetic import generate
+from platform_core.database import connect, database_url, redact_url
+from synthetic_crm import generate
 
 DEMO_ORGS = 12
 DEMO_DAYS = 45  # deals take weeks to close: enough days for won deals to attribute

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from psycopg import sql
 
-from attribution.database import connect
-from attribution.dbt import DBT_PROJECT_DIR, run_dbt
-from attribution.migrations import migrate
 from ingestion import IngestReport, ingest_directory
+from orchestration.dbt_invocation import DBT_PROJECT_DIR, run_dbt
+from platform_core.database import connect
+from platform_core.migrations import migrate
 
 MART_TABLES = (
     "fct_partner_attribution",

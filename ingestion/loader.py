@@ -1,6 +1,6 @@
 """Load landing files into raw tables: one file, one batch, one transaction.
 
-Per batch (SPEC §3): the ledger row, the rows routed by set-based validation to
+Per batch (docs/contract.md §3): the ledger row, the rows routed by set-based validation to
 `raw.<entity>` or `raw.quarantine`, and the final counts all commit together — or
 not at all. The file itself is COPYed into a temporary landing table of a second
 (staging) session; the routed rows come back from it by COPY, so they enter the raw
@@ -9,7 +9,7 @@ point leaves no partial batch; the next run finds the file unloaded and loads it
 
 Concurrency: every load takes one transaction-level advisory lock, so batches
 commit one at a time and batch ids follow commit order. Two things rely on that:
-"ties go to the version loaded last" (SPEC §2) and the incremental dbt models,
+"ties go to the version loaded last" (docs/contract.md §2) and the incremental dbt models,
 which read "batches after N" and take the same lock in shared mode while they
 note how far they got. The unique (file_name, content_hash) index makes a second
 loader of the same file wait, then see it as already loaded.
@@ -27,7 +27,6 @@ from typing import BinaryIO
 import psycopg
 from psycopg import sql
 
-from attribution import locks
 from ingestion import fastcsv
 from ingestion.contracts import Entity
 from ingestion.discovery import LandingFile, Unread, describe_unread
@@ -54,6 +53,7 @@ from ingestion.validation import (
     source_sql,
     valid_rows_copy_sql,
 )
+from platform_core import locks
 
 # The dbt models take this lock in shared mode (macro lock_ingestion): same key.
 # Waited for at most ATTRIBUTION_INGEST_LOCK_WAIT s; past it the error names the holder.

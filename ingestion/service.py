@@ -9,10 +9,10 @@ from pathlib import Path
 
 import psycopg
 
-from attribution.database import connect
-from attribution.migrations import migrate
 from ingestion.discovery import discover
 from ingestion.loader import FileChangedDuringLoad, FileResult, load_file, open_staging
+from platform_core.database import connect
+from platform_core.migrations import migrate
 
 
 @dataclass

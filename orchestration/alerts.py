@@ -6,7 +6,7 @@ import json
 import logging
 import urllib.request
 
-from attribution.database import redact_url
+from platform_core.database import redact_url
 
 logger = logging.getLogger("attribution.alerts")
 

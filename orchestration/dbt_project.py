@@ -3,6 +3,7 @@ and the explanation of a failed data test (which organizations, which ids)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,8 +18,8 @@ from dagster_dbt import (
 )
 from psycopg import sql
 
-from attribution.database import DatabaseError, connect
-from attribution.dbt import DBT_PROJECT_DIR, dbt_executable
+from orchestration.dbt_invocation import DBT_PROJECT_DIR, dbt_executable
+from platform_core.database import DatabaseError, connect
 
 if TYPE_CHECKING:
     from orchestration.quality import FailureSummary
@@ -185,3 +186,16 @@ def returned_columns(conn: psycopg.Connection, compiled: str) -> list[str]:
             return [c.name for c in cursor.description or []]
     except psycopg.Error:
         return []
+
+
+def mart_tables(manifest: Mapping[str, Any] | None = None) -> list[str]:
+    """The marts' table names, as the dbt project declares them (models under models/marts/).
+
+    The one list of marts: the summaries, tests and benchmarks read it from here."""
+    if manifest is None:
+        manifest = json.loads(manifest_path().read_text())
+    return sorted(
+        node["name"]
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and node["fqn"][1:2] == ["marts"]
+    )

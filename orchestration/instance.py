@@ -14,9 +14,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from psycopg import sql
 
-from attribution.database import connect, project_root
-
-DAGSTER_DATABASE = "dagster"
+from platform_core.database import connect
+from platform_core.settings import (
+    DAGSTER_DATABASE,  # noqa: F401 - where it is declared
+    project_root,
+)
 
 
 def dagster_storage_url(platform_url: str) -> str:

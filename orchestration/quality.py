@@ -2,7 +2,7 @@
 
 GX validates through its SQL execution engine: aggregate queries run in
 PostgreSQL, no table is pulled into pandas. Each expectation becomes one Dagster
-asset check (see defs/quality.py); the list below is the whole policy.
+asset check (see defs/attribution/quality_checks.py); the list below is the whole policy.
 
 Every expectation also names its failing rows in SQL (`violations`: the row's id
 first, then its `org_id`). That query runs only when the expectation fails, to
@@ -27,7 +27,7 @@ import psycopg
 from great_expectations.data_context.types.base import ProgressBarsConfig
 from psycopg import sql
 
-from attribution.database import connect
+from platform_core.database import connect
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 

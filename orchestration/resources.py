@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from attribution.dbt import dbt_env
+from orchestration.dbt_invocation import dbt_env
 
 
 class PlatformDatabase(dg.ConfigurableResource):
@@ -34,7 +34,7 @@ class PlatformDatabase(dg.ConfigurableResource):
 
 
 class LandingFolder(dg.ConfigurableResource):
-    """Where CRM exports land (SPEC §2)."""
+    """Where CRM exports land (docs/contract.md §2)."""
 
     path: str
 

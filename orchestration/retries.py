@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from attribution.transient import is_transient, is_transient_text
+from platform_core.connections import is_transient, is_transient_text
 
 DATABASE_RETRY = dg.RetryPolicy(max_retries=4, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 

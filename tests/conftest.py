@@ -17,8 +17,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from attribution.database import EmbeddedPostgres
-from attribution.migrations import migrate
+from platform_core.database import EmbeddedPostgres
+from platform_core.migrations import migrate
 
 
 def with_database(url: str, name: str) -> str:

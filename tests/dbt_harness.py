@@ -14,10 +14,10 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from attribution.dbt import run_dbt
-from attribution.migrations import migrate
 from ingestion import ingest_directory
 from ingestion.service import IngestReport
+from orchestration.dbt_invocation import run_dbt
+from platform_core.migrations import migrate
 from tests import reference_attribution as reference
 from tests.conftest import create_database, drop_database
 

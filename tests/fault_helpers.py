@@ -26,7 +26,7 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from attribution.dbt import DBT_PROJECT_DIR, dbt_env, dbt_executable
+from orchestration.dbt_invocation import DBT_PROJECT_DIR, dbt_env, dbt_executable
 from tests.conftest import with_database
 
 MART_TABLES = (

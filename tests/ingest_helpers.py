@@ -47,7 +47,7 @@ def write_jsonl(path: Path, rows: list[object]) -> Path:
     return path
 
 
-# Row builders for hand-made CRM exports (SPEC §2): every field as text, as a CSV holds it.
+# Row builders for hand-made CRM exports (docs/contract.md §2): every field as text, as a CSV holds it.
 T = "2026-03-{:02d}T{:02d}:00:00Z"
 
 

@@ -1,6 +1,6 @@
 """What must hold after any ingestion, whatever the input: the checks of the hostile-input tests.
 
-`assert_ingested_safely` states SPEC §3.1/§3.3/§3.6 as checks against the real
+`assert_ingested_safely` states docs/contract.md §3.1/§3.3/§3.6 as checks against the real
 database: every file ends loaded or refused-and-recorded, each batch conserves its
 rows (in the ledger *and* in the tables), every quarantined row says which field,
 what value and what was expected, and no identifier that a spreadsheet would run

@@ -17,11 +17,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from attribution.backup import parse_roles
-from attribution.database import project_root
-from attribution.migrations import migrate
-from attribution.synthetic import generate
 from orchestration.definitions import defs as load_defs
+from platform_core.backup import parse_roles
+from platform_core.migrations import migrate
+from platform_core.settings import project_root
+from synthetic_crm import generate
 from tests.conftest import create_database, drop_database
 from tests.ingest_helpers import fetch
 from tests.test_cli import attribution

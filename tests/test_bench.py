@@ -1,4 +1,4 @@
-"""Smoke tests of the benchmark harness (attribution.bench) on a tiny dataset.
+"""Smoke tests of the benchmark harness (benchmarks) on a tiny dataset.
 
 They check that the harness runs and writes a well-formed report, never how fast
 anything is (figures are the benchmark's business, not the tests').
@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from attribution.bench import queries
-from attribution.bench.datasets import count_rows
-from attribution.bench.report import BEGIN, END, merge
-from attribution.bench.runner import BenchOptions, run_bench
-from attribution.bench.server import BenchServer
-from attribution.bench.stats import latency_summary, percentile
-from attribution.database import _bin
+from benchmarks import queries
+from benchmarks.datasets import count_rows
+from benchmarks.report import BEGIN, END, merge
+from benchmarks.runner import BenchOptions, run_bench
+from benchmarks.server import BenchServer
+from benchmarks.stats import latency_summary, percentile
+from platform_core.database import _bin
 
 PASSWORD = "bench-smoke-test-password"
 
@@ -116,7 +116,7 @@ def test_latency_probe_sees_a_deal_while_it_waits_between_waves(fresh_db_url: st
 
     import psycopg
 
-    from attribution.bench.latency import _wait_all
+    from benchmarks.latency import _wait_all
 
     with psycopg.connect(fresh_db_url, autocommit=True) as conn:
         conn.execute("create schema if not exists marts")

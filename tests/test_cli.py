@@ -1,4 +1,4 @@
-"""End-to-end runs of the `attribution` command line (SPEC §6.3)."""
+"""End-to-end runs of the `attribution` command line (docs/contract.md §6.3)."""
 
 from __future__ import annotations
 

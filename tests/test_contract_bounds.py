@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from attribution.synthetic import generate
 from ingestion import ingest_directory
 from ingestion.contracts import MAX_AMOUNT, MAX_DECIMAL_PLACES, TIMESTAMP_SHAPES
+from synthetic_crm import generate
 from tests.ingest_helpers import fetch, good_deal, write_csv
 from tests.ingest_invariants import assert_ingested_safely
 

@@ -1,4 +1,4 @@
-"""The embedded server and migrations (SPEC §6.2)."""
+"""The embedded server and migrations (docs/contract.md §6.2)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import psutil
 import psycopg
 import pytest
 
-from attribution.database import DatabaseError, EmbeddedPostgres, database_url, redact_url
-from attribution.migrations import available_migrations, migrate
+from platform_core.database import DatabaseError, EmbeddedPostgres, database_url, redact_url
+from platform_core.migrations import available_migrations, migrate
 from tests.conftest import create_database, drop_database, with_database
 
 

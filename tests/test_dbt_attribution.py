@@ -1,4 +1,4 @@
-"""The dbt models against the reference implementation, full and incremental (SPEC §4, §5)."""
+"""The dbt models against the reference implementation, full and incremental (docs/contract.md §4, §5)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from attribution.synthetic import generate
+from synthetic_crm import generate
 from tests.dbt_harness import (
     assert_marts_equal,
     assert_matches_reference,

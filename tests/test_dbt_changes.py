@@ -1,4 +1,4 @@
-"""Every change of SPEC §4.5 is honoured on the next incremental run.
+"""Every change of docs/contract.md §4.5 is honoured on the next incremental run.
 
 Hand-made batches exercise one kind of change each; after every batch the
 incremental marts must equal a full refresh of the same raw data and the

@@ -1,4 +1,4 @@
-"""Property: after every batch, the incremental marts equal the truth (SPEC §2-§5).
+"""Property: after every batch, the incremental marts equal the truth (docs/contract.md §2-§5).
 
 Hypothesis writes random sequences of CRM export batches — new deals, status
 flips in every direction, older versions loaded late and `updated_at` ties, late,
@@ -9,7 +9,7 @@ landed twice and a file delivered again under a new name. Each batch goes
 through the real pipeline: files in a landing folder, `ingest_directory`, an
 incremental `dbt run`. After every batch the marts must equal a `--full-refresh`
 build of the same raw data (a second database fed the same files) and the
-Python reference implementation of SPEC §4.
+Python reference implementation of docs/contract.md §4.
 
 The entities are few (3 orgs, 4 partners, 4 deals, 8 touchpoint ids) so that
 collisions — the interesting cases — are frequent and each dbt run is fast.
@@ -51,7 +51,7 @@ TOUCHPOINTS = tuple(f"t{i}" for i in range(1, 9))
 ENTITIES = ("organizations", "partners", "fx_rates", "deals", "touchpoints")
 
 BASE = datetime(2026, 3, 1, tzinfo=UTC)
-# Offset suffix -> hours east of UTC. No suffix means UTC (SPEC §2).
+# Offset suffix -> hours east of UTC. No suffix means UTC (docs/contract.md §2).
 OFFSETS = {"Z": 0, "+00:00": 0, "": 0, "+02:00": 2, "-05:00": -5}
 
 
@@ -149,7 +149,7 @@ fx_rows = st.fixed_dictionaries(
     }
 )
 
-# Rows that break one rule of SPEC §3.2 each: (entity, field, bad value).
+# Rows that break one rule of docs/contract.md §3.2 each: (entity, field, bad value).
 CORRUPTIONS = [
     ("deals", "amount", "-5"),
     ("deals", "status", "pending"),
@@ -301,13 +301,13 @@ def land(landing: Path, number: int, batch: Batch, history: list[Batch]) -> Coun
 
 
 def assert_loaded(before: dict[str, int], after: dict[str, int], expected: Counter) -> None:
-    """SPEC §3.1/§3.4: every row in exactly one place; a re-landed file changes nothing."""
+    """docs/contract.md §3.1/§3.4: every row in exactly one place; a re-landed file changes nothing."""
     for table in after:
         assert after[table] - before[table] == expected[table], (table, before, after, expected)
 
 
 def assert_no_cross_org_credit(url: str) -> None:
-    """No attribution row credits a partner outside the deal's organization (SPEC §4.1)."""
+    """No attribution row credits a partner outside the deal's organization (docs/contract.md §4.1)."""
     with psycopg.connect(url) as conn:
         current = reference.current_versions(reference.from_database(conn))
     partner_org = {p["partner_id"]: p["org_id"] for p in current.partners}

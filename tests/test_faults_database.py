@@ -21,9 +21,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from attribution.database import SYSTEM_USER, EmbeddedPostgres, _bin
-from attribution.migrations import migrate
-from attribution.synthetic import generate
+from platform_core.database import SYSTEM_USER, EmbeddedPostgres, _bin
+from platform_core.migrations import migrate
+from synthetic_crm import generate
 from tests.conftest import create_database, drop_database
 from tests.dbt_harness import assert_marts_equal, dbt, ingest
 from tests.fault_helpers import (

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from attribution.migrations import migrate
-from attribution.synthetic import generate
+from platform_core.migrations import migrate
+from synthetic_crm import generate
 from tests.conftest import create_database, drop_database
 from tests.dbt_harness import assert_marts_equal, dbt, ingest, stage
 from tests.fault_helpers import (

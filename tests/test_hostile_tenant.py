@@ -24,9 +24,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from attribution.bi import AccessError, TenantLimits, enforce_tenant_limits, grant_org
 from attribution.pipeline import MART_TABLES
-from attribution.synthetic import generate
+from platform_core.bi_access import AccessError, TenantLimits, enforce_tenant_limits, grant_org
+from synthetic_crm import generate
 from tests.dbt_harness import build, ingest
 
 PASSWORD = "hostile-tenant-password"
@@ -232,7 +232,7 @@ def test_marts_never_missing_during_a_build(built: str, tmp_path: Path, full_ref
 def test_marts_never_missing_when_a_build_fails_after_staging(
     built: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from attribution.dbt import run_dbt
+    from orchestration.dbt_invocation import run_dbt
 
     # The intermediate models wait for a lock this test holds, and give up after 3 s:
     # the staging views have been replaced by then, the marts not.

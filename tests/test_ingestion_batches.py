@@ -1,4 +1,4 @@
-"""Batches: load once, changed files, refused files, hostile values (SPEC §3.1, 3.3, 3.4)."""
+"""Batches: load once, changed files, refused files, hostile values (docs/contract.md §3.1, 3.3, 3.4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A load killed mid-COPY leaves no partial batch, and the next run completes it (SPEC §3.4)."""
+"""A load killed mid-COPY leaves no partial batch, and the next run completes it (docs/contract.md §3.4)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from attribution.synthetic import generate
 from ingestion import ingest_directory
+from synthetic_crm import generate
 from tests.conftest import create_database, drop_database
 from tests.ingest_helpers import counts, fetch
 

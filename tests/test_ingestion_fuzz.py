@@ -25,9 +25,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from attribution.synthetic import generate
 from ingestion import ingest_directory
 from ingestion.contracts import ENTITIES, ENTITY_BY_NAME, FORMULA_PREFIXES
+from synthetic_crm import generate
 from tests.ingest_invariants import assert_ingested_safely
 
 FAST_EXAMPLES = 100

@@ -1,4 +1,4 @@
-"""A generated export with bad rows: nothing is lost (SPEC §3.1), CSV and JSONL alike."""
+"""A generated export with bad rows: nothing is lost (docs/contract.md §3.1), CSV and JSONL alike."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from attribution.synthetic import generate
 from ingestion import ingest_directory
+from synthetic_crm import generate
 from tests.ingest_helpers import counts, fetch
 
 

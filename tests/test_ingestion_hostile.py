@@ -287,7 +287,7 @@ def test_formula_like_identifiers_are_quarantined_with_reason(
 
 @pytest.mark.parametrize("file_format", ["csv", "jsonl"])
 def test_generator_never_writes_formula_like_ids(tmp_path: Path, file_format: str) -> None:
-    from attribution.synthetic import generate
+    from synthetic_crm import generate
 
     summary = generate(tmp_path, orgs=20, days=5, seed=11, bad_row_rate=0.2,
                        file_format=file_format)  # fmt: skip

@@ -1,4 +1,4 @@
-"""Each rule of SPEC §3.2: a row that breaks it is quarantined with a reason a person can act on."""
+"""Each rule of docs/contract.md §3.2: a row that breaks it is quarantined with a reason a person can act on."""
 
 from __future__ import annotations
 

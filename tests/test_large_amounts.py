@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from attribution.dbt import run_dbt
+from orchestration.dbt_invocation import run_dbt
 from tests.dbt_harness import ingest
 
 BIG = "1000000000000000"  # 10^15: the largest amount ingestion accepts

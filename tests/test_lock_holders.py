@@ -20,11 +20,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from attribution import locks
-from attribution.build_lock import build_lock
-from attribution.migrations import migrate
-from attribution.synthetic import generate
 from ingestion import ingest_directory
+from orchestration.dbt_build_lock import build_lock
+from platform_core import locks
+from platform_core.migrations import migrate
+from synthetic_crm import generate
 from tests.fault_helpers import dbt_process
 from tests.ingest_helpers import fetch
 

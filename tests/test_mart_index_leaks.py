@@ -1,6 +1,6 @@
 """A tenant's EXPLAIN cannot tell another organization's values from values that exist nowhere.
 
-An organization login (made with `attribution.bi.grant_org`) reads the marts under
+An organization login (made with `platform_core.bi_access.grant_org`) reads the marts under
 row-level security. Comparisons of text, dates, timestamps and integers are
 leakproof, so PostgreSQL may use a tenant's `deal_id = 'x'` as an index condition
 and apply the security policy afterwards: `EXPLAIN ANALYZE` then shows a row
@@ -32,8 +32,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from attribution.bi import grant_org
-from attribution.synthetic import generate
+from platform_core.bi_access import grant_org
+from synthetic_crm import generate
 from tests.dbt_harness import build, ingest
 from tests.ingest_helpers import good_deal, write_csv
 

@@ -1,4 +1,4 @@
-"""BI access to the marts: read-only role, index-backed dashboard queries (SPEC §5)."""
+"""BI access to the marts: read-only role, index-backed dashboard queries (docs/contract.md §5)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from attribution.bi import set_reader_password
-from attribution.synthetic import generate
+from platform_core.bi_access import set_reader_password
+from synthetic_crm import generate
 from tests.dbt_harness import build, ingest
 
 PASSWORD = "test-only-reader-password"

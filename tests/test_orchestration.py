@@ -12,17 +12,14 @@ import dagster as dg
 import psycopg
 import pytest
 
-from attribution.database import project_root
-from attribution.synthetic import generate
 from orchestration.definitions import defs as load_defs
-from orchestration.defs.checks import backlog_result
-from orchestration.defs.sensors import (
-    LANDING_RUN_TAG,
-    failed_check_alert,
-    landing_sensor,
-    won_deals_sensor,
-)
+from orchestration.defs.attribution.checks import backlog_result
+from orchestration.defs.attribution.sensors import won_deals_sensor
+from orchestration.defs.ingestion.sensors import LANDING_RUN_TAG, landing_sensor
+from orchestration.defs.platform.alerts import failed_check_alert
 from orchestration.resources import AlertWebhook, LandingFolder, PlatformDatabase
+from platform_core.settings import project_root
+from synthetic_crm import generate
 from tests.conftest import create_database, drop_database
 from tests.ingest_helpers import fetch
 
@@ -303,7 +300,7 @@ def _add_pending_won_deals(url: str, count: int, start: int) -> None:
 
 
 def test_backlog_check_at_500_501_and_1001_pending(env: dict) -> None:
-    from orchestration.defs.checks import attribution_backlog_check
+    from orchestration.defs.attribution.checks import attribution_backlog_check
 
     database = PlatformDatabase(url=env["DATABASE_URL"])
     before = fetch(env["DATABASE_URL"], "select count(*) from marts.attribution_backlog")[0][0]
@@ -324,7 +321,7 @@ def test_backlog_check_at_500_501_and_1001_pending(env: dict) -> None:
 def test_run_failure_alert_reaches_the_webhook(
     env: dict, instance: dg.DagsterInstance, receiver: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from orchestration.defs.sensors import run_failure_alert
+    from orchestration.defs.platform.alerts import run_failure_alert
 
     # A real failed run: the landing folder is gone.
     monkeypatch.setenv("LANDING_DIR", str(env["landing"] / "missing"))

@@ -27,8 +27,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from attribution.database import project_root
-from attribution.synthetic import generate
+from platform_core.settings import project_root
+from synthetic_crm import generate
 from tests.conftest import create_database, drop_database
 from tests.dbt_harness import LOAD_IDS, MARTS, build, ingest, mart, stage
 
@@ -188,7 +188,7 @@ def runs(
         outcomes.append((done, run_events(deployment, run_id_of(done))))
     clean = create_database(server_url, "test_isolation_clean")
     try:
-        from attribution.migrations import migrate
+        from platform_core.migrations import migrate
 
         migrate(clean)
         clean_landing = landing.parent / "clean_landing"
@@ -313,8 +313,8 @@ def test_a_build_that_fails_midway_is_flagged_then_rolled_forward(
     """Each mart commits on its own: a model failing after others committed leaves the
     marts out of step. The check `marts_consistent` says which lag; the next
     successful run rolls them forward to what a full rebuild gives."""
-    from attribution.dbt import run_dbt
-    from orchestration.defs.checks import marts_consistent_check
+    from orchestration.dbt_invocation import run_dbt
+    from orchestration.defs.attribution.checks import marts_consistent_check
     from orchestration.resources import PlatformDatabase
 
     url, landing = fresh_db_url, tmp_path / "landing"
@@ -352,8 +352,8 @@ def test_generic_test_failures_name_their_organization(
 ) -> None:
     """unique, not_null, relationships and unique_combination return no org_id: the
     failures are traced back through the tested model's rows to the organization."""
-    from attribution.dbt import run_dbt
     from attribution.pipeline import RUN_DATA_TESTS, explain_test_failures
+    from orchestration.dbt_invocation import run_dbt
 
     url = fresh_db_url
     stage(day_files(export, *STEPS[0]), tmp_path / "landing")

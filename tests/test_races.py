@@ -18,8 +18,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from attribution.build_lock import BUILD_LOCK, build_lock
-from attribution.synthetic import generate
+from orchestration.dbt_build_lock import BUILD_LOCK, build_lock
+from synthetic_crm import generate
 from tests.dbt_harness import MARTS, assert_matches_reference, ingest, mart
 from tests.fault_helpers import attribution_process, dbt_process, finish, wait_for_line
 

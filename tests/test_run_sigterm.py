@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from attribution.synthetic import generate
+from synthetic_crm import generate
 from tests.conftest import create_database, drop_database
 from tests.dbt_harness import assert_marts_equal, dbt, ingest
 from tests.fault_helpers import (

@@ -24,10 +24,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from attribution.database import DatabaseError, connect, project_root, redact_secrets, redact_url
-from attribution.dbt import DBT_PROJECT_DIR, run_dbt
-from attribution.migrations import migrate
-from attribution.synthetic import generate
+from orchestration.dbt_invocation import DBT_PROJECT_DIR, run_dbt
+from platform_core.database import DatabaseError, connect, redact_secrets, redact_url
+from platform_core.migrations import migrate
+from platform_core.settings import project_root
+from synthetic_crm import generate
 from tests.conftest import drop_database, with_database
 from tests.test_cli import attribution
 

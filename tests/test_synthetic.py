@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from attribution.synthetic import BAD_KINDS, ENTITIES, FIELDS, PRESETS, REQUIRED, generate
-from attribution.synthetic._rand import exp as portable_exp
+from synthetic_crm import BAD_KINDS, ENTITIES, FIELDS, PRESETS, REQUIRED, generate
+from synthetic_crm._rand import exp as portable_exp
 
 TIMESTAMP_FIELDS = {
     "organizations": ("created_at", "updated_at"),

@@ -19,15 +19,15 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from attribution.bi import AccessError, grant_org
-from attribution.synthetic import generate
+from platform_core.bi_access import AccessError, grant_org
+from synthetic_crm import generate
 from tests.dbt_harness import build, ingest
 from tests.ingest_helpers import good_deal, write_csv
 
 PASSWORD = "org-login-test-password"
 ORG, OTHER = "org_00001", "org_00002"
 ROLE = "acme_bi"
-# Every mart with its org column; all of them carry org_id (SPEC §5).
+# Every mart with its org column; all of them carry org_id (docs/contract.md §5).
 MARTS = (
     "fct_partner_attribution",
     "fct_deals",
@@ -53,7 +53,7 @@ def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def cross_org_input(landing: Path, url: str) -> None:
-    """Touchpoints that claim another organization's partner on a deal (SPEC §4.1 says no credit)."""
+    """Touchpoints that claim another organization's partner on a deal (docs/contract.md §4.1 says no credit)."""
     with psycopg.connect(url) as conn:
         deal_id, deal_org = conn.execute(
             "select deal_id, org_id from raw.deals where status = 'won' and org_id = %s limit 1",

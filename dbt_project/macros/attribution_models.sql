@@ -1,5 +1,5 @@
 {#-
-  The attribution models of SPEC §4.2, in one place. Each entry is the credit of
+  The attribution models of docs/contract.md §4.2, in one place. Each entry is the credit of
   one eligible touchpoint as an SQL expression over:
     position         1-based rank by (occurred_at, touchpoint_id)
     n                eligible touchpoints on the deal

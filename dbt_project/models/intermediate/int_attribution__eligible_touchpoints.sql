@@ -12,7 +12,7 @@
 }}
 -- depends_on: {{ ref('int_attribution__changed_deals') }}
 
--- The touchpoints that may earn credit on a closed deal (SPEC §4.1), ranked:
+-- The touchpoints that may earn credit on a closed deal (docs/contract.md §4.1), ranked:
 -- same deal and organization as the deal, a partner of that organization, and
 -- occurred within [closed_at - lookback, closed_at]. Incremental runs rebuild
 -- only the deals in the change log; a deal that no longer has eligible

@@ -16,7 +16,7 @@
 -- depends_on: {{ ref('stg_crm__ingest_batches') }}
 
 -- Current version of every deal, kept up to date from the versions of new
--- batches only. A newly loaded version wins only if it is newer by the SPEC §2
+-- batches only. A newly loaded version wins only if it is newer by the docs/contract.md §2
 -- rule (greatest updated_at, then loaded last), so it is compared with the row
 -- already here.
 with new_versions as (

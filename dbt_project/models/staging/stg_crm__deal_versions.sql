@@ -10,7 +10,7 @@ select
     created_at,
     closed_at,
     updated_at,
-    -- The date whose FX rate converts the amount (SPEC §4.4).
+    -- The date whose FX rate converts the amount (docs/contract.md §4.4).
     (case when status in ('won', 'lost') then closed_at else created_at end at time zone 'UTC')::date
         as fx_reference_date,
     batch_id,

@@ -1,0 +1,1 @@
+"""Attribution: every dbt model as an asset, its checks, the won-deals sensor, the build jobs."""

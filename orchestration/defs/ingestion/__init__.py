@@ -1,0 +1,1 @@
+"""Ingestion: the raw tables, the landing sensor, the ingest job."""

@@ -1,0 +1,91 @@
+"""Ingestion assets: one per raw table, all materialized by one load of the landing folder."""
+
+from collections import defaultdict
+
+import dagster as dg
+
+from ingestion import ingest_directory
+from ingestion.contracts import ENTITIES
+from orchestration.resources import LandingFolder, PlatformDatabase
+from orchestration.retries import DATABASE_RETRY, classify
+
+RAW_TABLE_KEYS = {entity.name: dg.AssetKey(["raw", entity.name]) for entity in ENTITIES}
+LEDGER_KEY = dg.AssetKey(["raw", "ingest_batches"])
+QUARANTINE_KEY = dg.AssetKey(["raw", "quarantine"])
+
+
+def _raw_spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key,
+        group_name="ingestion",
+        kinds={"python", "postgres"},
+        owners=["team:data-platform"],
+        description=description,
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        _raw_spec(key, f"raw.{name}: every version of every {name} row loaded from landing files.")
+        for name, key in RAW_TABLE_KEYS.items()
+    ]
+    + [
+        _raw_spec(LEDGER_KEY, "raw.ingest_batches: the ledger, one row per landing file."),
+        _raw_spec(QUARANTINE_KEY, "raw.quarantine: refused rows with file, line and reason."),
+    ],
+    can_subset=False,
+    pool="attribution_database",
+    retry_policy=DATABASE_RETRY,
+)
+def raw_tables(
+    context: dg.AssetExecutionContext, database: PlatformDatabase, landing: LandingFolder
+):
+    """Load every new or changed file of the landing folder (docs/contract.md §3); a file is loaded once."""
+    try:
+        report = ingest_directory(database.url, landing.directory)
+    except Exception as exc:  # noqa: BLE001 - classified: retried only when transient
+        raise classify(exc) from None
+    per_entity: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    files: dict[str, list[str]] = defaultdict(list)
+    for result in report.files:
+        if result.entity is None:
+            continue
+        stats = per_entity[result.entity]
+        stats["files_loaded"] += result.status == "loaded"
+        stats["files_refused"] += result.status == "refused"
+        stats["rows_read"] += result.rows_read
+        stats["rows_loaded"] += result.rows_loaded
+        stats["rows_quarantined"] += result.rows_quarantined
+        if result.status == "refused":
+            files[result.entity].append(result.message or result.file_name)
+    for line in report.lines():
+        context.log.info(line)
+    if not report.ok:
+        # A file that cannot be read (permissions, a vanished disk) fails the same way
+        # on every retry: the run stops at once and names the files.
+        raise dg.Failure(
+            description="some landing files could not be processed: " + "; ".join(report.errors),
+            metadata={"errors": dg.MetadataValue.md("\n".join(f"- {e}" for e in report.errors))},
+            allow_retries=False,
+        )
+    for name, key in RAW_TABLE_KEYS.items():
+        stats = per_entity[name]
+        metadata: dict[str, dg.RawMetadataValue] = {k: int(stats[k]) for k in (
+            "files_loaded", "files_refused", "rows_read", "rows_loaded", "rows_quarantined")}  # fmt: skip
+        if files[name]:
+            metadata["refused_files"] = dg.MetadataValue.md(
+                "\n".join(f"- {m}" for m in files[name])
+            )
+        yield dg.MaterializeResult(asset_key=key, metadata=metadata)
+    yield dg.MaterializeResult(
+        asset_key=LEDGER_KEY,
+        metadata={
+            "files_loaded": report.count("loaded"),
+            "files_skipped": report.count("skipped"),
+            "files_refused": report.count("refused"),
+            "seconds": round(report.seconds, 2),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=QUARANTINE_KEY, metadata={"rows_quarantined": report.total("rows_quarantined")}
+    )

@@ -1,0 +1,1 @@
+"""Platform: daily_refresh and its schedule, health, housekeeping, alerts, tenant watchdog."""

@@ -1,0 +1,65 @@
+"""The platform's settings: every environment variable it reads, read in one place.
+
+A command reads them once (`Settings.from_environment()`) and passes the object
+down; nothing else in the product looks at `os.environ` for configuration, and
+nothing writes to it. docs/configuration.md lists each variable and its default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# Dagster's storage: this database on the platform's server unless DAGSTER_PG_URL says otherwise.
+DAGSTER_DATABASE = "dagster"
+# The platform's own database on the embedded server.
+DEFAULT_DATABASE = "attribution"
+
+
+def project_root() -> Path:
+    """The checkout this code runs from (the embedded data and Dagster home live inside it)."""
+    return Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the operator configured. Unset values are None: their defaults are decided
+    by the code that uses them (the embedded server, `<checkout>/.dagster_home`)."""
+
+    database_url: str | None = None  # DATABASE_URL; None: the embedded server
+    landing_dir: Path | None = None  # LANDING_DIR: where CRM exports land
+    embedded_pg_dir: Path | None = None  # EMBEDDED_PG_DIR; None: <checkout>/.pgdata
+    dagster_home: Path | None = None  # DAGSTER_HOME; None: <checkout>/.dagster_home
+    dagster_pg_url: str | None = None  # DAGSTER_PG_URL; None: `dagster` on the platform's server
+    alert_webhook_url: str = ""  # ALERT_WEBHOOK_URL; empty: alerts are only logged
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def text(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        def path(name: str) -> Path | None:
+            value = text(name)
+            return Path(value) if value else None
+
+        return cls(
+            database_url=text("DATABASE_URL"),
+            landing_dir=path("LANDING_DIR"),
+            embedded_pg_dir=path("EMBEDDED_PG_DIR"),
+            dagster_home=path("DAGSTER_HOME"),
+            dagster_pg_url=text("DAGSTER_PG_URL"),
+            alert_webhook_url=text("ALERT_WEBHOOK_URL") or "",
+        )
+
+    @property
+    def embedded_dir(self) -> Path:
+        return self.embedded_pg_dir or project_root() / ".pgdata"
+
+    @property
+    def dagster_home_dir(self) -> Path:
+        return self.dagster_home or project_root() / ".dagster_home"
