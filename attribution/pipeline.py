@@ -9,7 +9,6 @@ skips a model, so every organization's marts are built; the failure is reported
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,8 @@ from pathlib import Path
 from psycopg import sql
 
 from ingestion import IngestReport, ingest_directory
-from orchestration.dbt_invocation import DBT_PROJECT_DIR, run_dbt
+from orchestration.dbt_invocation import run_dbt
+from orchestration.dbt_project import failed_test_lines
 from platform_core.database import connect
 from platform_core.migrations import migrate
 
@@ -68,33 +68,6 @@ def build_models(url: str, full_refresh: bool = False, quiet: bool = False) -> t
     return tests.returncode, output + (tests.stdout or "") + (tests.stderr or "")
 
 
-def explain_test_failures(url: str, target: Path = DBT_PROJECT_DIR / "target") -> list[str]:
-    """The last dbt invocation's failed data tests, each with the organizations it
-    fails for (read from dbt's run_results.json and manifest.json in `target`)."""
-    try:
-        results = json.loads((target / "run_results.json").read_text())["results"]
-        manifest = json.loads((target / "manifest.json").read_text())
-    except (OSError, ValueError, KeyError):
-        return []
-    failed = [
-        r
-        for r in results
-        if r.get("status") in ("fail", "error") and r.get("unique_id", "").startswith("test.")
-    ]
-    if not failed:
-        return []
-    from orchestration.dbt_project import explain_test_failures as explain
-
-    summaries = explain(url, manifest, failed)
-    nodes = manifest.get("nodes", {})
-    lines = []
-    for result in failed:
-        unique_id = result["unique_id"]
-        name = nodes.get(unique_id, {}).get("name", unique_id)
-        lines.append(f"{name}: {summaries[unique_id].text()}")
-    return lines
-
-
 def run_pipeline(
     url: str, landing: Path | None, full_refresh: bool = False, quiet: bool = False
 ) -> PipelineResult:
@@ -108,7 +81,7 @@ def run_pipeline(
     result.dbt_returncode, result.dbt_output = build_models(url, full_refresh, quiet)
     result.timings["dbt build"] = time.perf_counter() - clock
     if result.dbt_returncode != 0:
-        result.test_failures = explain_test_failures(url)
+        result.test_failures = failed_test_lines(url)
         if not quiet:
             for line in result.test_failures:
                 print(f"data test failed: {line}")

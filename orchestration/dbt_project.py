@@ -199,3 +199,28 @@ def mart_tables(manifest: Mapping[str, Any] | None = None) -> list[str]:
         for node in manifest["nodes"].values()
         if node["resource_type"] == "model" and node["fqn"][1:2] == ["marts"]
     )
+
+
+def failed_test_lines(url: str, target: Path = DBT_PROJECT_DIR / "target") -> list[str]:
+    """The last dbt invocation's failed data tests, each with the organizations it
+    fails for (read from dbt's run_results.json and manifest.json in `target`)."""
+    try:
+        results = json.loads((target / "run_results.json").read_text())["results"]
+        manifest = json.loads((target / "manifest.json").read_text())
+    except (OSError, ValueError, KeyError):
+        return []
+    failed = [
+        r
+        for r in results
+        if r.get("status") in ("fail", "error") and r.get("unique_id", "").startswith("test.")
+    ]
+    if not failed:
+        return []
+    summaries = explain_test_failures(url, manifest, failed)
+    nodes = manifest.get("nodes", {})
+    lines = []
+    for result in failed:
+        unique_id = result["unique_id"]
+        name = nodes.get(unique_id, {}).get("name", unique_id)
+        lines.append(f"{name}: {summaries[unique_id].text()}")
+    return lines

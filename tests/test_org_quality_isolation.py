@@ -352,8 +352,9 @@ def test_generic_test_failures_name_their_organization(
 ) -> None:
     """unique, not_null, relationships and unique_combination return no org_id: the
     failures are traced back through the tested model's rows to the organization."""
-    from attribution.pipeline import RUN_DATA_TESTS, explain_test_failures
     from orchestration.dbt_invocation import run_dbt
+    from orchestration.dbt_project import failed_test_lines
+    from orchestration.defs.attribution.dbt_assets import RUN_DATA_TESTS
 
     url = fresh_db_url
     stage(day_files(export, *STEPS[0]), tmp_path / "landing")
@@ -393,7 +394,7 @@ def test_generic_test_failures_name_their_organization(
     target = tmp_path / "dbt-test"
     tested = run_dbt(url, RUN_DATA_TESTS, True, target)
     assert tested.returncode == 1
-    lines = explain_test_failures(url, target / "target")
+    lines = failed_test_lines(url, target / "target")
     expected = {
         "unique_partner_performance_partner_id",
         "unique_combination_org_daily_metrics_org_id__metric_date",
