@@ -15,10 +15,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
+# A small generated export through the Dagster job daily_refresh, on the Dagster
+# instance in .dagster_home: `make dev` afterwards shows its run and check results.
 demo: install
 	$(BIN)/attribution demo
 
-# Dagster webserver + daemon (schedules, sensors) on the platform database.
+# Dagster webserver + daemon (schedules, sensors) on the platform database and the
+# same Dagster instance as `attribution run` and `make demo`.
 dev: install
 	$(BIN)/attribution dev
 

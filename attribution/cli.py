@@ -9,11 +9,16 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from platform_core.database import DatabaseError, database_url, embedded_server, redact_url
+from platform_core.settings import Settings
+
+if TYPE_CHECKING:
+    from orchestration.run import RefreshOutcome
 
 
-def _cmd_generate(args: argparse.Namespace) -> int:
+def _cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     from synthetic_crm import generate
 
     clock = time.perf_counter()
@@ -36,12 +41,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_ingest(args: argparse.Namespace) -> int:
+def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from ingestion import ingest_directory
     from platform_core.connections import connect_with_retry
 
     directory = Path(args.directory)
-    url = database_url()
+    url = database_url(settings=settings)
     connect_with_retry(url).close()  # a server still starting up is waited for, briefly
     print(f"ingesting {directory} into {redact_url(url)}")
     report = ingest_directory(url, directory)
@@ -50,13 +55,13 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _cmd_backup(args: argparse.Namespace) -> int:
+def _cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
     from platform_core.backup import backup, restore
 
     if not args.path:
         print(f"error: attribution db {args.action} needs a directory", file=sys.stderr)
         return 2
-    url = database_url()
+    url = database_url(settings=settings)
     folder = Path(args.path)
     if args.action == "backup":
         manifest = backup(url, folder)
@@ -83,11 +88,11 @@ def _cmd_backup(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_db(args: argparse.Namespace) -> int:
+def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     if args.action in ("backup", "restore"):
-        return _cmd_backup(args)
-    server = embedded_server()
-    external = os.environ.get("DATABASE_URL")
+        return _cmd_backup(args, settings)
+    server = embedded_server(settings)
+    external = settings.database_url
     if args.action == "url":
         print(external or server.start())
         return 0
@@ -107,79 +112,88 @@ def _cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    import psycopg
-
-    from attribution.pipeline import marts_summary, run_pipeline
-    from platform_core.connections import connect_with_retry
+def refresh(settings: Settings, url: str, full_refresh: bool = False) -> RefreshOutcome:
+    """Build the one way there is: the Dagster job `daily_refresh`, in-process, on the
+    instance `attribution dev` shows (`attribution run`, `attribution demo`). Prints
+    what failed (steps, then checks with whose rows fail) and the run's id; a stop
+    by signal raises `RunStopped`."""
+    from orchestration.run import run_daily_refresh
     from platform_core.migrations import migrate
 
-    landing = os.environ.get("LANDING_DIR")
-    if not landing:
-        print("error: set LANDING_DIR to the folder where CRM exports land", file=sys.stderr)
-        return 2
-    url = database_url()
-    connect_with_retry(url).close()  # a server still starting up is waited for, briefly
-    print(f"running the pipeline on {landing} into {redact_url(url)}")
-    # SIGTERM/SIGINT stop the run within seconds, dbt included: one line, exit 128+signal.
-    from orchestration.run import RunStopped, StopOnSignal, run_daily_refresh
+    migrate(url)
+    outcome = run_daily_refresh(settings, url, full_refresh=full_refresh)
+    if outcome.step_failures:  # one line, however many steps failed
+        print(f"error: daily_refresh failed: {'; '.join(outcome.step_failures)}", file=sys.stderr)
+    for label in outcome.failed_warnings:
+        print(f"check warning: {label}")
+    for label in outcome.failed_errors:
+        print(f"CHECK FAILED (error): {label}", file=sys.stderr)
+    print(
+        f"{outcome.materialized} assets materialized, {outcome.checks_evaluated} checks evaluated"
+        f" ({len(outcome.failed_warnings)} warnings, {len(outcome.failed_errors)} errors)"
+    )
+    print(
+        f"Dagster run {outcome.run_id} of daily_refresh"
+        f"{' (full refresh)' if full_refresh else ''}:"
+        f" {'succeeded' if outcome.success else 'FAILED'}"
+    )
+    return outcome
 
-    if args.full_refresh:
-        # A full rebuild is an operator's decision, not a schedule's: plain dbt.
-        try:
-            result = StopOnSignal(url).run(
-                lambda: run_pipeline(url, Path(landing), full_refresh=True)
-            )
-        except RunStopped as stopped:
-            return stopped.finish()
-        ok = result.ok
-    else:
-        migrate(url)
-        try:
-            outcome = run_daily_refresh(url, landing)
-        except RunStopped as stopped:
-            return stopped.finish()
-        if outcome.step_failures:  # one line, however many steps failed
-            print(
-                f"error: daily_refresh failed: {'; '.join(outcome.step_failures)}", file=sys.stderr
-            )
-        for label in outcome.failed_warnings:
-            print(f"check warning: {label}")
-        for label in outcome.failed_errors:
-            print(f"CHECK FAILED (error): {label}", file=sys.stderr)
-        print(
-            f"Dagster run {outcome.run_id} of daily_refresh: {'succeeded' if outcome.success else 'FAILED'}"
-        )
-        ok = outcome.ok
+
+def marts_lines(url: str, ok: bool) -> list[str]:
+    """The marts' summary after a run, or why there is none."""
+    import psycopg
+
+    from attribution.summaries import marts_summary
+
     try:
-        summary = marts_summary(url)
+        return marts_summary(url)
     except psycopg.errors.UndefinedTable:  # the first build never completed
-        summary = ["marts: not built yet"]
+        return ["marts: not built yet"]
     except (psycopg.OperationalError, DatabaseError):
         if ok:
             raise
-        summary = []  # the run already failed and said why: one error line is enough
-    for line in summary:
+        return []  # the run already failed and said why: one error line is enough
+
+
+def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from orchestration.run import RunStopped
+    from platform_core.connections import connect_with_retry
+
+    if settings.landing_dir is None:
+        print("error: set LANDING_DIR to the folder where CRM exports land", file=sys.stderr)
+        return 2
+    url = database_url(settings=settings)
+    connect_with_retry(url).close()  # a server still starting up is waited for, briefly
+    print(f"running daily_refresh on {settings.landing_dir} into {redact_url(url)}")
+    # SIGTERM/SIGINT stop the run within seconds, dbt included: one line, exit 128+signal.
+    try:
+        outcome = refresh(settings, url, full_refresh=args.full_refresh)
+    except RunStopped as stopped:
+        return stopped.finish()
+    for line in marts_lines(url, outcome.ok):
         print(line)
-    print("done" if ok else "FAILED")
-    return 0 if ok else 1
+    print("done" if outcome.ok else "FAILED")
+    return 0 if outcome.ok else 1
 
 
-def _cmd_dev(args: argparse.Namespace) -> int:
+def _cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     from orchestration.instance import dagster_environment
     from platform_core.migrations import migrate
 
-    url = database_url()
+    url = database_url(settings=settings)
     migrate(url)  # the sensors read raw.ingest_batches from their first tick
-    env = dict(os.environ, **dagster_environment(url))
-    env.setdefault("LANDING_DIR", str(Path("data/demo/landing").resolve()))
-    Path(env["LANDING_DIR"]).mkdir(parents=True, exist_ok=True)
+    landing = settings.landing_dir or Path("data/demo/landing")
+    landing = landing.resolve()
+    landing.mkdir(parents=True, exist_ok=True)
+    # The environment of the Dagster processes started here: what they read.
+    env = {**os.environ, **dagster_environment(settings, url), "LANDING_DIR": str(landing)}
     if args.print_env:  # for `eval "$(attribution dev --print-env)"; dg dev`
         for key in ("DATABASE_URL", "LANDING_DIR", "DAGSTER_HOME", "DAGSTER_PG_URL"):
             print(f"export {key}={shlex.quote(env[key])}")
         return 0
     print(
-        f"Dagster UI on http://127.0.0.1:{args.port} — database {redact_url(url)}, landing {env['LANDING_DIR']}"
+        f"Dagster UI on http://127.0.0.1:{args.port} — database {redact_url(url)}, landing {landing}"
     )
     dagster = str(Path(sys.executable).parent / "dagster")
     os.execvpe(
@@ -190,10 +204,10 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
-def _cmd_bi(args: argparse.Namespace) -> int:
+def _cmd_bi(args: argparse.Namespace, settings: Settings) -> int:
     from platform_core import bi_access as bi
 
-    url = database_url()
+    url = database_url(settings=settings)
     if args.action == "set-password":
         bi.set_reader_password(url)
         print("bi_reader can log in; connect BI tools as described in docs/bi.md")
@@ -229,10 +243,10 @@ def _cmd_bi(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from attribution.demo import run_demo
 
-    return run_demo(Path(args.workdir))
+    return run_demo(settings, Path(args.workdir))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,8 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     db.set_defaults(func=_cmd_db)
 
-    run = sub.add_parser("run", help="ingest LANDING_DIR, build every model and test")
-    run.add_argument("--full-refresh", action="store_true", help="rebuild incremental marts")
+    run = sub.add_parser(
+        "run", help="the Dagster job daily_refresh: ingest LANDING_DIR, build every model, check"
+    )
+    run.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild the incremental models from scratch (run config of the dbt asset)",
+    )
     run.set_defaults(func=_cmd_run)
 
     dev = sub.add_parser("dev", help="Dagster webserver and daemon on the platform database")
@@ -344,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     """Every anticipated failure ends as one `error:` line (no traceback) and exit code 2."""
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        # Read once; every command gets its settings from here.
+        return args.func(args, Settings.from_environment())
     except (DatabaseError, NotADirectoryError, ValueError) as exc:  # bi.AccessError is one
         print(f"error: {exc}", file=sys.stderr)
         return 2

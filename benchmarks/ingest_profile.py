@@ -36,9 +36,6 @@ from platform_core.migrations import migrate
 from synthetic_crm import generate
 
 SCRATCH_DB = "ingest_profile"
-# Column types of the unindexed peer table (the raw table's, without its extras).
-PG_TYPES = {"timestamp": "timestamptz", "date": "date", "amount": "numeric",
-            "positive_amount": "numeric"}  # fmt: skip
 
 
 def with_database(url: str, name: str) -> str:
@@ -123,14 +120,12 @@ def run_loader(url: str, path: Path) -> dict:
 
 
 def run_psql_copy(url: str, entity: str, path: Path) -> tuple[float, float]:
-    """`psql \\copy` of the file into a fresh unindexed table with typed columns:
-    (wall seconds, CPU seconds of psql and its server backend)."""
+    """`psql \\copy` of the file into a fresh unindexed table with typed columns (the raw
+    table's, without its bookkeeping): (wall seconds, CPU seconds of psql and its backend)."""
     ent = ENTITY_BY_NAME[entity]
     header = path.open(encoding="utf-8").readline().strip().split(",")
     cols = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(
-            sql.Identifier(name), sql.SQL(PG_TYPES.get(ent.field(name).kind.value, "text"))
-        )
+        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(ent.field(name).raw_type))
         for name in header
     )
     with psycopg.connect(url, autocommit=True) as conn:

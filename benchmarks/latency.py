@@ -28,18 +28,20 @@ import psycopg
 
 from benchmarks.server import BenchServer
 from benchmarks.stats import latency_summary
+from ingestion.contracts import DEALS, TOUCHPOINTS, Entity
 from platform_core.settings import project_root
 
 DAGSTER_DB = "bench_dagster"
 POLL_SECONDS = 0.5
 
 
-def _write_atomically(path: Path, header: list[str], rows: list[list[str]]) -> None:
-    """Written under a hidden name, then renamed: the sensor never sees half a file."""
+def _write_atomically(path: Path, entity: Entity, rows: list[dict[str, str]]) -> None:
+    """Written under a hidden name, then renamed: the sensor never sees half a file.
+    Columns are the contract's (a field a row lacks is empty; one it does not know fails)."""
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(header)
+        writer = csv.DictWriter(handle, entity.field_names, restval="", lineterminator="\n")
+        writer.writeheader()
         writer.writerows(rows)
     tmp.rename(path)
 
@@ -52,32 +54,32 @@ def drop_wave(landing: Path, wave: int, partners: list[tuple[str, str]], size: i
     for i in range(size):
         org_id, partner_id = partners[(wave * size + i) % len(partners)]
         deal_id = f"bench_latency_{wave:03d}_{i:02d}"
-        deals.append([deal_id, org_id, f"latency probe {wave}.{i}", "1000.00", "USD", "won",
-                      stamp(now - timedelta(days=2)), stamp(now - timedelta(minutes=5)),
-                      stamp(now)])  # fmt: skip
-        touchpoints.append([f"{deal_id}_tp", org_id, deal_id, partner_id, "referral",
-                            stamp(now - timedelta(days=1))])  # fmt: skip
-    _write_atomically(
-        landing / f"touchpoints_latency_{wave:03d}.csv",
-        ["touchpoint_id", "org_id", "deal_id", "partner_id", "touchpoint_type", "occurred_at"],
-        touchpoints,
-    )
-    _write_atomically(
-        landing / f"deals_latency_{wave:03d}.csv",
-        [
-            "deal_id",
-            "org_id",
-            "name",
-            "amount",
-            "currency",
-            "status",
-            "created_at",
-            "closed_at",
-            "updated_at",
-        ],  # fmt: skip
-        deals,
-    )
-    return [row[0] for row in deals]
+        deals.append(
+            {
+                "deal_id": deal_id,
+                "org_id": org_id,
+                "name": f"latency probe {wave}.{i}",
+                "amount": "1000.00",
+                "currency": "USD",
+                "status": "won",
+                "created_at": stamp(now - timedelta(days=2)),
+                "closed_at": stamp(now - timedelta(minutes=5)),
+                "updated_at": stamp(now),
+            }
+        )
+        touchpoints.append(
+            {
+                "touchpoint_id": f"{deal_id}_tp",
+                "org_id": org_id,
+                "deal_id": deal_id,
+                "partner_id": partner_id,
+                "touchpoint_type": "referral",
+                "occurred_at": stamp(now - timedelta(days=1)),
+            }
+        )
+    _write_atomically(landing / f"touchpoints_latency_{wave:03d}.csv", TOUCHPOINTS, touchpoints)
+    _write_atomically(landing / f"deals_latency_{wave:03d}.csv", DEALS, deals)
+    return [row["deal_id"] for row in deals]
 
 
 def _active_partners(url: str, count: int = 50) -> list[tuple[str, str]]:

@@ -1,8 +1,9 @@
 """The input contract as data: entities, their fields and how each is checked.
 
-Everything else in ingestion (the readers, the SQL validation, the raw tables'
-column lists) is derived from these declarations, so a new field or entity is a
-change here plus a migration.
+Everything else (the readers, the SQL validation, the raw tables' column lists,
+the synthetic generator's files, the benchmarks' files) is derived from these
+declarations, so a new field or entity is a change here plus a migration;
+tests/test_contract_migration.py holds the migrated raw tables to them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,23 @@ class Kind(Enum):
     POSITIVE_AMOUNT = "positive_amount"  # decimal with '.', 0 < x <= MAX_AMOUNT
 
 
+# The type of a field's raw column, by kind: what a valid value is stored as. The
+# other kinds are stored as the (normalized) text.
+RAW_TYPES: dict[Kind, str] = {
+    Kind.TIMESTAMP: "timestamptz",
+    Kind.DATE: "date",
+    Kind.AMOUNT: "numeric",
+    Kind.POSITIVE_AMOUNT: "numeric",
+}
+# Columns of every raw table besides its entity's fields, all not null: the batch
+# (raw.ingest_batches) and line a row came from, and when it was written.
+RAW_BOOKKEEPING_COLUMNS: dict[str, str] = {
+    "batch_id": "bigint",
+    "line_no": "bigint",
+    "loaded_at": "timestamptz",
+}
+
+
 @dataclass(frozen=True)
 class Field:
     name: str
@@ -33,6 +51,15 @@ class Field:
     required_when: tuple[str, tuple[str, ...]] | None = None
     # An identifier (join key) must not start with a spreadsheet formula character.
     identifier: bool = False
+
+    @property
+    def raw_type(self) -> str:
+        return RAW_TYPES.get(self.kind, "text")
+
+    @property
+    def raw_not_null(self) -> bool:
+        """Whether every loaded row has a value: a required field, or one with a default."""
+        return self.required or self.default is not None
 
 
 @dataclass(frozen=True)

@@ -119,15 +119,8 @@ def parsed_column(field: Field) -> sql.Identifier:
 
 
 def _pg_type(field: Field) -> str | None:
-    match field.kind:
-        case Kind.TIMESTAMP:
-            return "timestamptz"
-        case Kind.DATE:
-            return "date"
-        case Kind.AMOUNT | Kind.POSITIVE_AMOUNT:
-            return "numeric"
-        case _:
-            return None
+    """The raw column's type when it is not text (the contract declares it)."""
+    return None if field.raw_type == "text" else field.raw_type
 
 
 def parsed(field: Field) -> sql.Composable | None:

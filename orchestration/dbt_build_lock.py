@@ -13,6 +13,15 @@ orphan is done. Commands that do not write (parse, ls, compile, docs, debug) tak
 no lock, so loading the Dagster definitions never waits for a build. A build
 waits at most ATTRIBUTION_BUILD_LOCK_WAIT seconds for the lock, and both its
 "waiting" message and its error name the session holding it (platform_core/locks.py).
+
+The wrapper is also where dbt's connection comes from: it resolves the database
+from its environment as every command does (`DATABASE_URL`, else the embedded
+server, started if need be) and hands it to the dbt it runs as the variables
+`dbt_project/profiles.yml` reads — so the lock is taken on exactly the database
+dbt connects to. A plain `dbt` has none of them and stops at once, naming the
+first one missing: run `.venv/bin/attribution-dbt <args>` instead. The key of the
+ingestion lock, which the models take shared, is handed over the same way
+(`ATTRIBUTION_INGEST_LOCK_KEY`): platform_core/locks.py is the only place it is spelled.
 """
 
 from __future__ import annotations
@@ -21,9 +30,11 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
-from urllib.parse import quote
+from urllib.parse import unquote, urlsplit
 
 from platform_core import locks
+from platform_core.database import DatabaseError, database_url
+from platform_core.settings import DEFAULT_DATABASE, Settings
 
 BUILD_LOCK = locks.DBT_BUILD.key
 WRITING_COMMANDS = frozenset({"build", "run", "seed", "snapshot", "run-operation"})
@@ -31,14 +42,39 @@ WRITING_COMMANDS = frozenset({"build", "run", "seed", "snapshot", "run-operation
 DEFAULT_WAIT_SECONDS = locks.DBT_BUILD.default_wait
 
 
-def url_from_dbt_env(env: dict[str, str] | os._Environ[str]) -> str:
-    """The connection dbt will use (dbt_project/profiles.yml reads these variables)."""
-    user = quote(env.get("ATTRIBUTION_PGUSER", "postgres"), safe="")
-    password = quote(env.get("DBT_ENV_SECRET_PGPASSWORD", ""), safe="")
-    host = env.get("ATTRIBUTION_PGHOST", "127.0.0.1")
-    port = env.get("ATTRIBUTION_PGPORT", "5432")
-    database = quote(env.get("ATTRIBUTION_PGDATABASE", "postgres"), safe="")
-    return f"postgresql://{user}:{password}@{host}:{port}/{database}"
+# Commands that never connect: they resolve the database without starting the
+# embedded server (loading the Dagster definitions parses the project).
+OFFLINE_COMMANDS = frozenset({None, "parse", "ls", "list", "deps", "clean", "init"})
+# What an offline command renders the profile with when no database is there to
+# name: never connected to (dbt only records the database name in its manifest).
+OFFLINE_URL = f"postgresql://postgres@127.0.0.1:5432/{DEFAULT_DATABASE}"
+INGEST_LOCK_KEY_VARIABLE = "ATTRIBUTION_INGEST_LOCK_KEY"
+
+
+def dbt_variables(url: str) -> dict[str, str]:
+    """What dbt_project/profiles.yml and the models read: the connection of `url` (the
+    password in DBT_ENV_SECRET_PGPASSWORD, which dbt masks in its logs) and the
+    ingestion lock's key."""
+    parts = urlsplit(url)
+    return {
+        "ATTRIBUTION_PGHOST": parts.hostname or "127.0.0.1",
+        "ATTRIBUTION_PGPORT": str(parts.port or 5432),
+        "ATTRIBUTION_PGUSER": unquote(parts.username or "postgres"),
+        "DBT_ENV_SECRET_PGPASSWORD": unquote(parts.password or ""),
+        "ATTRIBUTION_PGDATABASE": unquote(parts.path.lstrip("/") or "postgres"),
+        INGEST_LOCK_KEY_VARIABLE: str(locks.INGESTION.key),
+    }
+
+
+def connection_url(settings: Settings, command: str | None) -> str:
+    """The database dbt uses: `DATABASE_URL`, else the embedded server's (started when
+    the command connects; an offline command takes it as it is, or OFFLINE_URL)."""
+    if command not in OFFLINE_COMMANDS:
+        return database_url(settings=settings)
+    try:
+        return database_url(start=False, settings=settings)
+    except (DatabaseError, OSError):
+        return OFFLINE_URL
 
 
 @contextlib.contextmanager
@@ -85,8 +121,19 @@ def _command(args: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console script `attribution-dbt`: `dbt <args>`, writing commands under the build lock."""
+    """Console script `attribution-dbt`: `dbt <args>` on the platform's database,
+    writing commands under the build lock."""
     args = list(sys.argv[1:] if argv is None else argv)
+    command = _command(args)
+    try:
+        url = connection_url(Settings.from_environment(), command)
+        wait = locks.DBT_BUILD.wait_seconds() if command in WRITING_COMMANDS else 0.0
+    except (DatabaseError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    # This process exists to run dbt, which reads its configuration from the
+    # environment (dbt_project/profiles.yml): set here, for the dbt below only.
+    os.environ.update(dbt_variables(url))
     from dbt.cli.main import cli
 
     def run_dbt() -> int:
@@ -97,17 +144,10 @@ def main(argv: list[str] | None = None) -> int:
             return code if isinstance(code, int) else (0 if code is None else 1)
         return 0
 
-    if _command(args) not in WRITING_COMMANDS:
+    if command not in WRITING_COMMANDS:
         return run_dbt()
-    from platform_core.database import DatabaseError
-
     try:
-        wait = locks.DBT_BUILD.wait_seconds()
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        with build_lock(url_from_dbt_env(os.environ), wait):
+        with build_lock(url, wait):
             return run_dbt()
     except DatabaseError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,9 +1,10 @@
-"""Run dbt against the database in use.
+"""Where the dbt project is and how dbt is started: always as `attribution-dbt`.
 
-dbt reads its connection from environment variables (`dbt_project/profiles.yml`);
-this module derives them from the database URL, so `DATABASE_URL` (or the
-embedded server) is the only setting. The password travels in
-`DBT_ENV_SECRET_PGPASSWORD`, which dbt masks in its logs.
+`attribution-dbt` (orchestration/dbt_build_lock.py) turns `DATABASE_URL` into the
+connection dbt_project/profiles.yml reads, so a caller hands a child dbt the URL
+to build and nothing else. `run_dbt` is for the tests and the benchmarks, which
+time or check dbt itself; the product builds only through the Dagster asset
+`dbt_models` (orchestration/defs/attribution/dbt_assets.py).
 """
 
 from __future__ import annotations
@@ -12,22 +13,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from platform_core.settings import project_root
 
 DBT_PROJECT_DIR = project_root() / "dbt_project"
-
-
-def dbt_env(url: str) -> dict[str, str]:
-    parts = urlsplit(url)
-    return {
-        "ATTRIBUTION_PGHOST": parts.hostname or "127.0.0.1",
-        "ATTRIBUTION_PGPORT": str(parts.port or 5432),
-        "ATTRIBUTION_PGUSER": unquote(parts.username or "postgres"),
-        "DBT_ENV_SECRET_PGPASSWORD": unquote(parts.password or ""),
-        "ATTRIBUTION_PGDATABASE": unquote(parts.path.lstrip("/") or "postgres"),
-    }
 
 
 def dbt_executable() -> str:
@@ -45,7 +34,7 @@ def run_dbt(
     `target_path` keeps concurrent invocations (tests, the Dagster daemon) from
     sharing dbt's target/ and log folders.
     """
-    env = dict(os.environ, **dbt_env(url), DBT_PROFILES_DIR=str(DBT_PROJECT_DIR))
+    env = dict(os.environ, DATABASE_URL=url, DBT_PROFILES_DIR=str(DBT_PROJECT_DIR))
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     if target_path is not None:
         env["DBT_TARGET_PATH"] = str(target_path / "target")

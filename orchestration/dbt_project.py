@@ -4,7 +4,7 @@ and the explanation of a failed data test (which organizations, which ids)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +68,19 @@ class AttributionTranslator(DagsterDbtTranslator):
 TRANSLATOR = AttributionTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
+class AttributionDbt(DbtCliResource):
+    """dagster-dbt's dbt CLI resource, without the in-process dbt adapter.
+
+    Before each invocation dagster-dbt loads the dbt profile in *this* process to
+    build an adapter, which it uses only to fetch column and row-count metadata
+    (not used here). The profile's connection variables exist only inside
+    `attribution-dbt`, so that load would fail and log a traceback on every run;
+    skipping it also saves loading the project twice."""
+
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> Any:
+        return None
+
+
 def manifest_path() -> Path:
     """target/manifest.json, parsed anew when a model, macro or YAML file is newer."""
     manifest = DBT_PROJECT.manifest_path
@@ -75,14 +88,12 @@ def manifest_path() -> Path:
                and "target" not in p.parts and "logs" not in p.parts]  # fmt: skip
     newest = max((p.stat().st_mtime for p in sources), default=0)
     if not manifest.exists() or manifest.stat().st_mtime < newest:
-        DbtCliResource(project_dir=DBT_PROJECT, dbt_executable=dbt_executable()).cli(
-            ["parse", "--quiet"], target_path=manifest.parent
-        ).wait()
+        dbt_cli().cli(["parse", "--quiet"], target_path=manifest.parent).wait()
     return manifest
 
 
-def dbt_cli() -> DbtCliResource:
-    return DbtCliResource(project_dir=DBT_PROJECT, dbt_executable=dbt_executable())
+def dbt_cli() -> AttributionDbt:
+    return AttributionDbt(project_dir=DBT_PROJECT, dbt_executable=dbt_executable())
 
 
 # Failed data tests, explained: which organizations fail and with which ids.

@@ -1,36 +1,30 @@
-"""Resources shared by the definitions, configured from the environment (dg.EnvVar)."""
+"""Resources shared by the definitions.
+
+Two ways to configure them, one set of classes: the workspace (`dagster dev`, the
+daemon, `dg`) reads the environment when a run starts (`dg.EnvVar`); a command
+that has read its settings once (`attribution run`) passes concrete values
+(`configured_resources`). Nothing here writes to the environment.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
-from orchestration.dbt_invocation import dbt_env
+from orchestration.dbt_project import dbt_cli
+from platform_core.settings import Settings
 
 
 class PlatformDatabase(dg.ConfigurableResource):
-    """The platform's PostgreSQL (the same database `attribution` uses)."""
+    """The platform's PostgreSQL (the same database `attribution` uses).
+
+    dbt does not take its connection from here: `attribution-dbt` resolves the same
+    `DATABASE_URL` (or embedded server) from the environment it inherits."""
 
     url: str
-
-    @contextlib.contextmanager
-    def dbt_environment(self) -> Iterator[None]:
-        """dbt reads its connection from the environment (dbt_project/profiles.yml);
-        set it for the dbt subprocess started inside this block."""
-        saved = {key: os.environ.get(key) for key in dbt_env(self.url)}
-        os.environ.update(dbt_env(self.url))
-        try:
-            yield
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
 
 
 class LandingFolder(dg.ConfigurableResource):
@@ -44,21 +38,41 @@ class LandingFolder(dg.ConfigurableResource):
 
 
 class AlertWebhook(dg.ConfigurableResource):
-    """Slack-compatible incoming webhook, from the environment variable named here
-    (read when an alert is sent, so an unset variable means "log only")."""
+    """Slack-compatible incoming webhook: `webhook_url` when given, else the environment
+    variable named here, read when an alert is sent (unset: alerts are only logged)."""
 
     url_variable: str = "ALERT_WEBHOOK_URL"
+    webhook_url: str | None = None
 
     def url(self) -> str:
+        if self.webhook_url is not None:
+            return self.webhook_url
         return os.environ.get(self.url_variable, "")
 
 
-def platform_resources() -> dict[str, dg.ConfigurableResource]:
-    from orchestration.dbt_project import dbt_cli
-
+def platform_resources() -> dict[str, Any]:
+    """For the workspace: the database and landing folder from the environment of the run."""
     return {
         "database": PlatformDatabase(url=dg.EnvVar("DATABASE_URL")),
         "landing": LandingFolder(path=dg.EnvVar("LANDING_DIR")),
         "alert_webhook": AlertWebhook(),
+        "dbt": dbt_cli(),
+    }
+
+
+def configured_resources(settings: Settings, database_url: str) -> dict[str, Any]:
+    """For a command: the values it resolved (the database URL: `DATABASE_URL` or the
+    embedded server's) and read from its settings (the landing folder, the webhook).
+
+    Given by value, not as resource config: Dagster stores a job's snapshot, with
+    its resources' config, in its storage, and a URL holds a password (a webhook URL
+    a token). A hardcoded resource has no config to store."""
+    if settings.landing_dir is None:
+        raise ValueError("set LANDING_DIR to the folder where CRM exports land")
+    given = dg.ResourceDefinition.hardcoded_resource
+    return {
+        "database": given(PlatformDatabase(url=database_url)),
+        "landing": given(LandingFolder(path=str(settings.landing_dir))),
+        "alert_webhook": given(AlertWebhook(webhook_url=settings.alert_webhook_url)),
         "dbt": dbt_cli(),
     }

@@ -1,5 +1,11 @@
 """`attribution run`: the `daily_refresh` job, executed in-process — the same code the UI runs.
 
+The one way the command line builds (`attribution run`, `--full-refresh`, `demo`).
+The Dagster instance (DAGSTER_HOME, storage DAGSTER_PG_URL: the one `attribution
+dev` shows) and the resources are built from the command's settings and passed
+in; a full refresh is run config of the dbt asset. Nothing is written to the
+process environment.
+
 Stopping it (SIGTERM, SIGINT, Ctrl-C): Dagster turns a signal that reaches a step
 into an "interrupt", and a step with a retry policy — ingestion and the dbt build
 have one — is then simply *retried*, so a `timeout 90 attribution run` ran to the
@@ -31,23 +37,40 @@ from urllib.parse import urlsplit
 import dagster as dg
 import psutil
 import psycopg
+from dagster._core.instance.ref import InstanceRef
 
-from orchestration.instance import dagster_environment
+from orchestration.instance import instance_ref, open_instance
+from platform_core.settings import Settings
 
 T = TypeVar("T")
+
+JOB = "daily_refresh"
+# The op of every dbt asset (orchestration/defs/attribution/dbt_assets.py).
+DBT_OP = "dbt_models"
 
 
 @dataclass
 class RefreshOutcome:
     success: bool
     run_id: str
+    # "<asset> · <check>", then what the check says (whose rows fail, for a data test).
     failed_errors: list[str] = field(default_factory=list)
     failed_warnings: list[str] = field(default_factory=list)
     step_failures: list[str] = field(default_factory=list)
+    materialized: int = 0  # asset materializations of the run
+    checks_evaluated: int = 0
 
     @property
     def ok(self) -> bool:
         return self.success and not self.failed_errors
+
+
+def run_config(full_refresh: bool) -> dict[str, object]:
+    """`daily_refresh`'s run config: a full refresh is the dbt op's config (so the run
+    shows it in Dagster), nothing otherwise."""
+    if not full_refresh:
+        return {}
+    return {"ops": {DBT_OP: {"config": {"full_refresh": True}}}}
 
 
 # Runs executed in-process by `attribution run` carry who executes them, so the next
@@ -106,35 +129,55 @@ def fail_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
     return released
 
 
-def run_daily_refresh(platform_url: str, landing_dir: str) -> RefreshOutcome:
-    """Execute `daily_refresh`; a SIGTERM or SIGINT meanwhile raises `RunStopped`."""
-    os.environ.update(dagster_environment(platform_url))
-    os.environ["LANDING_DIR"] = landing_dir
+def run_daily_refresh(
+    settings: Settings, platform_url: str, full_refresh: bool = False
+) -> RefreshOutcome:
+    """Execute `daily_refresh` on the instance and resources of `settings` (the database
+    at `platform_url`); a SIGTERM or SIGINT meanwhile raises `RunStopped`."""
+    from orchestration.resources import configured_resources
+
+    resources = configured_resources(settings, platform_url)
+    ref = instance_ref(settings, platform_url)
     token = uuid.uuid4().hex
-    hooks = _Daily(token)
+    hooks = _Daily(token, ref)
     stopper = StopOnSignal(platform_url, hooks)
     try:
-        return stopper.run(lambda: _execute_daily_refresh(token, stopper))
+        return stopper.run(
+            lambda: _execute_daily_refresh(ref, resources, run_config(full_refresh), token, stopper)
+        )
     finally:
         hooks.close()
 
 
-def _execute_daily_refresh(token: str, stopper: StopOnSignal) -> RefreshOutcome:
-    from orchestration.definitions import defs
+def _execute_daily_refresh(
+    ref: InstanceRef,
+    resources: dict[str, object],
+    config: dict[str, object],
+    token: str,
+    stopper: StopOnSignal,
+) -> RefreshOutcome:
+    from orchestration.definitions import build_definitions
 
-    definitions = defs()
-    with dg.DagsterInstance.get() as instance:
+    definitions = build_definitions(resources)
+    with open_instance(ref) as instance:
         for run_id in fail_abandoned_runs(instance):
             print(f"run {run_id} was abandoned by a killed process: marked failed")
         stopper.checkpoint()  # stopped while the definitions loaded: start no run
-        result = definitions.resolve_job_def("daily_refresh").execute_in_process(
-            instance=instance, raise_on_error=False, tags={**_process_tags(), INVOCATION_TAG: token}
+        result = definitions.resolve_job_def(JOB).execute_in_process(
+            run_config=config,
+            instance=instance,
+            raise_on_error=False,
+            tags={**_process_tags(), INVOCATION_TAG: token},
         )
     outcome = RefreshOutcome(result.success, result.run_id)
+    outcome.materialized = len(result.get_asset_materialization_events())
     for evaluation in result.get_asset_check_evaluations():
+        outcome.checks_evaluated += 1
         if evaluation.passed:
             continue
         label = f"{evaluation.asset_key.to_user_string()} · {evaluation.check_name}"
+        if evaluation.description:
+            label += f": {condense(evaluation.description, limit=300)}"
         if evaluation.severity == dg.AssetCheckSeverity.ERROR:
             outcome.failed_errors.append(label)
         else:
@@ -390,8 +433,9 @@ _STATUS_WORDS = {
 class _Daily(StopHooks):
     """The Dagster run of one `attribution run`, as the stopping main thread sees it."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, ref: InstanceRef) -> None:
         self.token = token
+        self.ref = ref
         self._instance: dg.DagsterInstance | None = None
         self._since: float | None = None  # wall clock, as Dagster's event timestamps
         self._run_id: str | None = None
@@ -399,7 +443,7 @@ class _Daily(StopHooks):
 
     def _find(self) -> dg.DagsterRun | None:
         if self._instance is None:
-            self._instance = dg.DagsterInstance.get()
+            self._instance = open_instance(self.ref)
         runs = self._instance.get_runs(filters=dg.RunsFilter(tags={INVOCATION_TAG: self.token}))
         if runs:
             self._run_id = runs[0].run_id

@@ -44,6 +44,7 @@ from platform_core.database import (
     pg_client_tool,
     redact_secrets,
     redact_url,
+    require_supported_server,
 )
 from platform_core.settings import DAGSTER_DATABASE, Settings
 
@@ -122,11 +123,18 @@ def _run_tool(
 
 
 def _maintenance(url: str) -> psycopg.Connection:
-    """A connection to the server but not to `url`'s database (which may be dropped)."""
+    """A connection to the server but not to `url`'s database (which may be dropped);
+    a server older than the platform supports is refused before anything is written."""
     try:
-        return psycopg.connect(_with_database(url, "postgres"), autocommit=True)
+        conn = psycopg.connect(_with_database(url, "postgres"), autocommit=True)
     except psycopg.OperationalError:
         return connect(_with_database(url, "template1"), autocommit=True)
+    try:
+        require_supported_server(conn, url)
+    except DatabaseError:
+        conn.close()
+        raise
+    return conn
 
 
 def _server_major(url: str) -> int:

@@ -67,8 +67,27 @@ SERVER_SETTINGS = {
 }
 
 
+# The oldest server the platform runs on (server_version_num): ingestion checks every
+# value with pg_input_is_valid, new in PostgreSQL 16.
+MIN_SERVER_VERSION = 160000
+
+
 class DatabaseError(RuntimeError):
     """A database problem explained in one sentence a person can act on."""
+
+
+def server_version_problem(server_version_num: int) -> str | None:
+    """Why a server of this version (libpq's number: 150008 is 15.8) cannot hold the
+    platform, or None when it can."""
+    if server_version_num >= MIN_SERVER_VERSION:
+        return None
+    major, minor = divmod(server_version_num, 10000)
+    # Before 10 the number had three parts: 90624 is 9.6.24.
+    found = f"{major}.{minor}" if major >= 10 else f"{major}.{minor // 100}.{minor % 100}"
+    return (
+        f"runs PostgreSQL {found}; the platform needs PostgreSQL {MIN_SERVER_VERSION // 10000}"
+        " or newer (ingestion validates values with pg_input_is_valid)"
+    )
 
 
 def embedded_dir(settings: Settings | None = None) -> Path:
@@ -398,10 +417,28 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def connect(url: str, **kwargs: object) -> psycopg.Connection:
-    """Connect, turning an unreachable server into one clear error without the password."""
+    """Connect, turning an unreachable server into one clear error without the password.
+
+    A server older than MIN_SERVER_VERSION is refused here, before any work: every
+    command connects through this, and on such a server each file would fail
+    separately instead (the version comes with the connection: no query)."""
     try:
-        return psycopg.connect(url, **kwargs)  # type: ignore[arg-type]
+        conn = psycopg.connect(url, **kwargs)  # type: ignore[arg-type]
     except psycopg.Error as exc:
         # Also ProgrammingError: a malformed URL's error quotes it, password included.
         message = " ".join(redact_secrets(str(exc), url).split())  # one line
         raise DatabaseError(f"cannot connect to {redact_url(url)}: {message}") from None
+    try:
+        require_supported_server(conn, url)
+    except DatabaseError:
+        conn.close()
+        raise
+    return conn
+
+
+def require_supported_server(conn: psycopg.Connection, url: str) -> None:
+    """DatabaseError naming both versions when `conn`'s server is older than
+    MIN_SERVER_VERSION (for connections not made by `connect`)."""
+    problem = server_version_problem(conn.info.server_version)
+    if problem:
+        raise DatabaseError(f"the database server of {redact_url(url)} {problem}")

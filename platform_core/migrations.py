@@ -60,6 +60,7 @@ def migrate(url: str, lock_wait: float | None = None) -> list[str]:
     `lock_wait`: at most this many seconds waiting for another migrating session
     (default: ATTRIBUTION_MIGRATION_LOCK_WAIT or 600); past it, `LockWaitTimeout`."""
     applied_now: list[str] = []
+    # connect() has already refused a server older than PostgreSQL 16.
     with connect(url, autocommit=True) as conn:
         _require_utf8(conn)
         locks.acquire(conn, locks.MIGRATIONS, "session", wait=lock_wait)

@@ -1,87 +1,49 @@
-"""The input contract (entities and fields) and the deliberate row breakage."""
+"""The files' entities and fields, from the input contract, and the deliberate row breakage.
+
+Names, columns, their order, what is required and each field's kind come from
+`ingestion.contracts`; only the order of the generator's random draws and the
+realistic bad values are the generator's own. Rows are tuples in the contract's
+field order.
+"""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
-ENTITIES = ("organizations", "partners", "deals", "touchpoints", "fx_rates")
+from ingestion.contracts import DEALS, FX_RATES, ORGANIZATIONS, PARTNERS, TOUCHPOINTS, Entity, Kind
 
-FIELDS: dict[str, tuple[str, ...]] = {
-    "organizations": ("org_id", "name", "plan", "created_at", "updated_at"),
-    "partners": (
-        "partner_id",
-        "org_id",
-        "name",
-        "partner_type",
-        "status",
-        "created_at",
-        "updated_at",
-    ),
-    "deals": (
-        "deal_id",
-        "org_id",
-        "name",
-        "amount",
-        "currency",
-        "status",
-        "created_at",
-        "closed_at",
-        "updated_at",
-    ),
-    "touchpoints": (
-        "touchpoint_id",
-        "org_id",
-        "deal_id",
-        "partner_id",
-        "touchpoint_type",
-        "occurred_at",
-    ),
-    "fx_rates": ("currency", "rate_date", "usd_per_unit"),
+# The generator's order of entities. Its random state is drawn in this order, so the
+# order is part of what a seed means: another order writes other bytes.
+_ORDER: tuple[Entity, ...] = (ORGANIZATIONS, PARTNERS, DEALS, TOUCHPOINTS, FX_RATES)
+_BY_NAME = {e.name: e for e in _ORDER}
+
+ENTITIES = tuple(e.name for e in _ORDER)
+FIELDS: dict[str, tuple[str, ...]] = {e.name: e.field_names for e in _ORDER}
+REQUIRED: dict[str, tuple[str, ...]] = {e.name: e.required_names for e in _ORDER}
+
+
+def _of_kind(entity: Entity, *kinds: Kind) -> tuple[str, ...]:
+    return tuple(f.name for f in entity.fields if f.kind in kinds)
+
+
+# Each kind of breakage, in the order the kinds rotate, and the fields of an entity it
+# can break; an entity gets the kinds that find a field in it. Every kind always yields
+# an invalid row.
+_BREAKS: dict[str, Callable[[Entity], tuple[str, ...]]] = {
+    "required_empty": lambda e: e.required_names,
+    "bad_timestamp": lambda e: _of_kind(e, Kind.TIMESTAMP, Kind.DATE),
+    "bad_amount": lambda e: _of_kind(e, Kind.AMOUNT),
+    "bad_status": lambda e: _of_kind(e, Kind.ENUM),
+    "bad_currency": lambda e: _of_kind(e, Kind.CURRENCY),
+    "missing_closed_at": lambda e: tuple(f.name for f in e.fields if f.required_when),
+    "bad_rate": lambda e: _of_kind(e, Kind.POSITIVE_AMOUNT),
 }
-
-REQUIRED: dict[str, tuple[str, ...]] = {
-    "organizations": ("org_id", "name", "updated_at"),
-    "partners": ("partner_id", "org_id", "name", "updated_at"),
-    "deals": ("deal_id", "org_id", "amount", "currency", "status", "created_at", "updated_at"),
-    "touchpoints": (
-        "touchpoint_id",
-        "org_id",
-        "deal_id",
-        "partner_id",
-        "touchpoint_type",
-        "occurred_at",
-    ),
-    "fx_rates": ("currency", "rate_date", "usd_per_unit"),
+# entity -> breakage kind -> the fields it breaks.
+_TARGETS: dict[str, dict[str, tuple[str, ...]]] = {
+    e.name: {kind: names for kind, of in _BREAKS.items() if (names := of(e))} for e in _ORDER
 }
-
-# Timestamp (or, for fx_rates, date) fields that may be made unparseable.
-TEMPORAL: dict[str, tuple[str, ...]] = {
-    "organizations": ("created_at", "updated_at"),
-    "partners": ("created_at", "updated_at"),
-    "deals": ("created_at", "closed_at", "updated_at"),
-    "touchpoints": ("occurred_at",),
-    "fx_rates": ("rate_date",),
-}
-
-PARTNER_STATUSES = ("active", "inactive")
-DEAL_STATUSES = ("open", "won", "lost")
-
-# Kinds of breakage that make sense for each entity; every kind always yields an
-# invalid row.
-BAD_KINDS: dict[str, tuple[str, ...]] = {
-    "organizations": ("required_empty", "bad_timestamp"),
-    "partners": ("required_empty", "bad_timestamp", "bad_status"),
-    "deals": (
-        "required_empty",
-        "bad_timestamp",
-        "bad_amount",
-        "bad_status",
-        "bad_currency",
-        "missing_closed_at",
-    ),
-    "touchpoints": ("required_empty", "bad_timestamp"),
-    "fx_rates": ("required_empty", "bad_timestamp", "bad_currency", "bad_rate"),
-}
+BAD_KINDS: dict[str, tuple[str, ...]] = {name: tuple(t) for name, t in _TARGETS.items()}
 
 _BAD_TIMESTAMPS = (
     "2026-13-45",
@@ -93,8 +55,11 @@ _BAD_TIMESTAMPS = (
 )
 _BAD_DATES = ("2026-13-45", "yesterday", "2026/01/05", "05.01.2026", "2026-02-30")
 _BAD_AMOUNTS = ("12,50", "1.234,56", "ten", "N/A")
-_BAD_DEAL_STATUSES = ("pending", "closed", "deleted", "w0n")
-_BAD_PARTNER_STATUSES = ("paused", "deleted", "enabled")
+# Values outside an enum field's choices, per (entity, field).
+_BAD_CHOICES = {
+    ("deals", "status"): ("pending", "closed", "deleted", "w0n"),
+    ("partners", "status"): ("paused", "deleted", "enabled"),
+}
 _BAD_CURRENCIES = ("US", "EURO", "€", "12", "E1R")
 
 
@@ -105,33 +70,36 @@ def _pick(rng: random.Random, values: tuple[str, ...]) -> str:
 def corrupt(entity: str, row: tuple[str, ...], kind: str, rng: random.Random) -> tuple[str, ...]:
     """Copy of ``row`` with exactly one defect of the given kind."""
     fields = FIELDS[entity]
+    targets = _TARGETS[entity][kind]
+    # required_empty and bad_timestamp draw one of their fields; the other kinds break
+    # the entity's one field of their kind, with no draw.
+    i = fields.index(targets[0])
     out = list(row)
     if kind == "required_empty":
-        out[fields.index(_pick(rng, REQUIRED[entity]))] = ""
+        out[fields.index(_pick(rng, targets))] = ""
     elif kind == "bad_timestamp":
-        present = tuple(f for f in TEMPORAL[entity] if row[fields.index(f)])
-        name = _pick(rng, present)
-        out[fields.index(name)] = _pick(
-            rng, _BAD_DATES if entity == "fx_rates" else _BAD_TIMESTAMPS
-        )
+        name = _pick(rng, tuple(f for f in targets if row[fields.index(f)]))
+        is_date = _BY_NAME[entity].field(name).kind is Kind.DATE
+        out[fields.index(name)] = _pick(rng, _BAD_DATES if is_date else _BAD_TIMESTAMPS)
     elif kind == "bad_amount":
-        i = fields.index("amount")
         if rng.random() < 0.5:
             out[i] = _pick(rng, _BAD_AMOUNTS)
         else:
             out[i] = "-" + row[i] if row[i].strip("0.") else "-1.00"
     elif kind == "bad_status":
-        values = _BAD_PARTNER_STATUSES if entity == "partners" else _BAD_DEAL_STATUSES
-        out[fields.index("status")] = _pick(rng, values)
+        out[i] = _pick(rng, _BAD_CHOICES[entity, targets[0]])
     elif kind == "bad_currency":
-        out[fields.index("currency")] = _pick(rng, _BAD_CURRENCIES)
+        out[i] = _pick(rng, _BAD_CURRENCIES)
     elif kind == "missing_closed_at":
-        i = fields.index("status")
-        if out[i] not in ("won", "lost"):
-            out[i] = "won" if rng.random() < 0.5 else "lost"
-        out[fields.index("closed_at")] = ""
+        # Make the row one that needs the field, then leave the field empty.
+        when = _BY_NAME[entity].field(targets[0]).required_when
+        assert when is not None  # the targets of this kind are the fields that have one
+        when_field, when_values = when
+        j = fields.index(when_field)
+        if out[j] not in when_values:
+            out[j] = _pick(rng, when_values)
+        out[i] = ""
     elif kind == "bad_rate":
-        i = fields.index("usd_per_unit")
         out[i] = ("0", "0.000000", "-" + row[i])[int(rng.random() * 3)]
     else:  # pragma: no cover - programming error
         raise ValueError(f"unknown breakage kind {kind!r}")

@@ -26,7 +26,7 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from orchestration.dbt_invocation import DBT_PROJECT_DIR, dbt_env, dbt_executable
+from orchestration.dbt_invocation import DBT_PROJECT_DIR, dbt_executable
 from tests.conftest import with_database
 
 MART_TABLES = (
@@ -141,8 +141,9 @@ class MartReader(threading.Thread):
 
 
 def dbt_process(url: str, args: list[str], target: Path) -> subprocess.Popen[str]:
-    """`attribution-dbt <args>` (dbt under the build lock), output piped line by line."""
-    env = dict(os.environ, **dbt_env(url), DBT_PROFILES_DIR=str(DBT_PROJECT_DIR))
+    """`attribution-dbt <args>` (dbt under the build lock, on DATABASE_URL), output piped
+    line by line."""
+    env = dict(os.environ, DATABASE_URL=url, DBT_PROFILES_DIR=str(DBT_PROJECT_DIR))
     env.update(DBT_TARGET_PATH=str(target / "target"), DBT_LOG_PATH=str(target / "logs"))
     env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
     return subprocess.Popen(

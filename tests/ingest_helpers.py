@@ -9,12 +9,11 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-RAW_TABLES = ("organizations", "partners", "deals", "touchpoints", "fx_rates", "quarantine")
+from ingestion.contracts import DEALS, ENTITIES
 
-DEAL_HEADER = [
-    "deal_id", "org_id", "name", "amount", "currency", "status",
-    "created_at", "closed_at", "updated_at",
-]  # fmt: skip
+RAW_TABLES = (*(e.table for e in ENTITIES), "quarantine")
+
+DEAL_HEADER = list(DEALS.field_names)
 
 
 def good_deal(**overrides: str) -> dict[str, str]:

@@ -19,8 +19,7 @@ from ingestion.contracts import ENTITY_BY_NAME, FORMULA_PREFIXES, Entity
 from ingestion.discovery import classify
 from ingestion.readers import file_sha256
 from ingestion.service import IngestReport
-
-RAW_TABLES = ("organizations", "partners", "deals", "touchpoints", "fx_rates", "quarantine")
+from tests.ingest_helpers import RAW_TABLES  # noqa: E402 - the one list, from the contract
 
 # Rows that are not valid CSV/JSON: the reason names the problem, raw_text keeps the text.
 PARSE_ERRORS = (

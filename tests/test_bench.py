@@ -91,7 +91,7 @@ def test_attribution_and_bi_query_stages_report_every_model_and_plan(
     figures = run_bench(options, server)
     run = figures["attribution"]["mvp"]
     full = {n["node"]: n for n in run["full_refresh"]["nodes"]}
-    assert {"fct_partner_attribution", "fct_deals", "stg_crm__deals"} <= set(full)
+    assert {"fct_partner_attribution", "fct_deals", "stg_crm__deal_versions"} <= set(full)
     assert full["fct_deals"]["rows"] == run["mart_rows_after_full_refresh"]["fct_deals"] > 0
     assert run["ingest_next_day"]["rows"] > 0
     assert (

@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from attribution.pipeline import MART_TABLES
+from orchestration.dbt_project import mart_tables
 from platform_core.bi_access import AccessError, TenantLimits, enforce_tenant_limits, grant_org
 from synthetic_crm import generate
 from tests.dbt_harness import build, ingest
@@ -33,7 +33,7 @@ PASSWORD = "hostile-tenant-password"
 ORG, OTHER = "org_00001", "org_00002"
 ROLE = "mallory_bi"
 LIMIT = 3
-MARTS = MART_TABLES
+MARTS = tuple(mart_tables())
 
 
 def login_url(

@@ -43,7 +43,7 @@ def test_reader_reads_every_mart(built: str) -> None:
     "statement",
     [
         "select * from raw.deals limit 1",
-        "select * from staging.stg_crm__deals limit 1",
+        "select * from staging.stg_crm__deal_versions limit 1",
         "select * from intermediate.int_deals__current limit 1",
         "delete from marts.fct_deals",
         "insert into marts.dim_organizations (org_id) values ('x')",

@@ -78,7 +78,8 @@ def test_definitions_load_with_the_whole_graph(definitions: dg.Definitions) -> N
                                 "ingest_batches", "quarantine")}  # fmt: skip
     marts = {f"marts/{t}" for t in ("fct_partner_attribution", "fct_deals", "partner_performance",
                                     "org_daily_metrics", "dim_organizations", "attribution_backlog")}  # fmt: skip
-    assert raw | marts | {"monitoring/platform_health", "staging/stg_crm__deals"} <= keys
+    assert raw | marts | {"monitoring/platform_health", "staging/stg_crm__deal_versions",
+                          "intermediate/int_incremental__watermarks"} <= keys  # fmt: skip
     # Lineage connects raw → staging → marts with no glue: the dbt source is raw/deals.
     graph = repo.asset_graph
     assert (
@@ -92,7 +93,7 @@ def test_definitions_load_with_the_whole_graph(definitions: dg.Definitions) -> N
     schedules = {s.name: s.cron_schedule for s in repo.schedule_defs}
     assert schedules["daily_refresh_schedule"] == "0 1 * * *"
     checks = {key.name for key in graph.asset_check_keys}
-    assert {"backlog_within_limits", "credits_sum_to_one", "deals_loaded_recently"} <= checks
+    assert {"backlog_within_limits", "assert_credits_sum_to_one", "deals_loaded_recently"} <= checks
     assert any(name.startswith("unique_") for name in checks)  # dbt tests as asset checks
 
 
@@ -124,7 +125,8 @@ def test_daily_refresh_materializes_everything_and_checks_pass(
     assert len(evaluations) > 50 and set(failed) <= {"gx_touchpoint_partner_known_same_org"}, failed
     (expected_bad,) = fetch(
         env["DATABASE_URL"],
-        "select count(*) from staging.stg_crm__touchpoints t left join staging.stg_crm__partners p"
+        "select count(*) from intermediate.int_touchpoints__current t"
+        " left join intermediate.int_partners__current p"
         " using (partner_id) where p.partner_id is null or p.org_id <> t.org_id",
     )[0]
     if failed:
@@ -258,7 +260,9 @@ def test_failed_error_check_alert_reaches_the_webhook(
             " where deal_id = (select min(deal_id) from marts.fct_partner_attribution)"
         )
     check_keys = [
-        dg.AssetCheckKey(dg.AssetKey(["marts", "fct_partner_attribution"]), "credits_sum_to_one")
+        dg.AssetCheckKey(
+            dg.AssetKey(["marts", "fct_partner_attribution"]), "assert_credits_sum_to_one"
+        )
     ]
     result = (
         load_defs()
@@ -276,7 +280,7 @@ def test_failed_error_check_alert_reaches_the_webhook(
     )
     failed_check_alert(context)
     texts = [message["text"] for message in _Receiver.received]
-    assert any("credits_sum_to_one" in text for text in texts), texts
+    assert any("assert_credits_sum_to_one" in text for text in texts), texts
     assert all(message.get("blocks") for message in _Receiver.received)
 
 

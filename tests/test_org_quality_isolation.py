@@ -4,10 +4,11 @@ the other organizations' marts (docs/orchestration.md, "When a check fails").
 The real `attribution run` (the Dagster job `daily_refresh`) runs twice on a
 generated export in which one organization also has a won deal with a negative
 amount (written to raw as a row loaded before ingestion refused them). The
-models accept it; the dbt test `non_negative` and the great-expectations check
-catch it. Every mart is still built — first in full, then incrementally — the
-failing checks name that organization and the deal, the run exits 1, and every
-other organization's marts equal a clean build of the same data without it.
+models accept it; the great-expectations check on the current deals (the one
+owner of that rule, docs/data-quality.md) catches it. Every mart is still built —
+first in full, then incrementally — the failing check names that organization
+and the deal, the run exits 1, and every other organization's marts equal a
+clean build of the same data without it.
 A deal of 1e-400 (valid: >= 0) goes through every check without an error.
 """
 
@@ -225,8 +226,7 @@ def test_each_run_builds_every_mart_and_fails_only_the_bad_org_checks(runs) -> N
             if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
         }
         assert failed_errors == {
-            "staging/stg_crm__deals:non_negative_stg_crm__deals_amount",
-            "staging/stg_crm__deals:gx_deal_amount_non_negative",
+            "intermediate/int_deals__current:gx_deal_amount_non_negative",
         }, failed_errors
         for key in failed_errors:
             assert_named_failure(evaluations[key])
@@ -235,7 +235,6 @@ def test_each_run_builds_every_mart_and_fails_only_the_bad_org_checks(runs) -> N
         for name in (
             "assert_credits_sum_to_one",
             "assert_attributed_amounts_sum_to_deal_amount",
-            "credits_sum_to_one",
         ):
             assert evaluations[f"marts/fct_partner_attribution:{name}"].passed
 
@@ -294,7 +293,8 @@ def test_a_tiny_amount_goes_through_every_check(deployment: dict[str, str], runs
         for key, evaluation in events.checks.items():
             assert "evaluation_error" not in evaluation.metadata, (key, evaluation.metadata)
     by_name = {
-        o.name: o for o in validate_table(deployment["DATABASE_URL"], "staging", "stg_crm__deals")
+        o.name: o
+        for o in validate_table(deployment["DATABASE_URL"], "intermediate", "int_deals__current")
     }
     assert all(o.exception is None for o in by_name.values())
     negative = by_name["gx_deal_amount_non_negative"]
@@ -302,7 +302,7 @@ def test_a_tiny_amount_goes_through_every_check(deployment: dict[str, str], runs
     assert negative.failures.org_ids() == [BAD_ORG]
     with psycopg.connect(deployment["DATABASE_URL"]) as conn:
         (tiny,) = conn.execute(
-            "select amount from staging.stg_crm__deals where deal_id = %s", [TINY_DEAL]
+            "select amount from intermediate.int_deals__current where deal_id = %s", [TINY_DEAL]
         ).fetchone()
     assert 0 < tiny < 1e-300
 
@@ -406,32 +406,3 @@ def test_generic_test_failures_name_their_organization(
     for name in expected:
         assert f"fails for 1 organization: {BAD_ORG} (" in by_test[name], (name, by_test[name])
     assert "ghost-partner" in by_test[next(n for n in expected if n.startswith("relationships"))]
-
-
-def test_full_refresh_builds_every_mart_and_names_the_failing_organization(
-    fresh_db_url: str, export: Path, tmp_path: Path
-) -> None:
-    """`attribution run --full-refresh` (plain dbt, attribution/pipeline.py): the same
-    order — models, then data tests — and the same naming of the organization."""
-    from attribution.pipeline import run_pipeline
-
-    url = fresh_db_url
-    stage(day_files(export, *STEPS[0]), tmp_path / "landing")
-    ingest(url, tmp_path / "landing")
-    add_bad_deal(url)
-    result = run_pipeline(url, None, full_refresh=True, quiet=True)
-    assert result.dbt_returncode == 1 and not result.ok
-    assert "SKIP relation" not in result.dbt_output, result.dbt_output[-3000:]
-    assert (
-        f"non_negative_stg_crm__deals_amount: fails for 1 organization: {BAD_ORG}"
-        f" (1 row: {BAD_DEAL})"
-    ) in result.test_failures, result.test_failures
-    with psycopg.connect(url) as conn:
-        built = conn.execute(
-            "select (select count(*) from marts.fct_deals where deal_id = %(deal)s),"
-            " (select count(distinct org_id) from marts.partner_performance),"
-            " (select count(distinct org_id) from marts.org_daily_metrics),"
-            " (select count(distinct org_id) from raw.organizations)",
-            {"deal": BAD_DEAL},
-        ).fetchone()
-    assert built[0] == 1 and built[1] == built[2] == built[3] == 4, built

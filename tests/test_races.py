@@ -100,7 +100,7 @@ sys.exit(0 if result.success else 1)
 
 @pytest.mark.slow
 def test_two_daily_refresh_runs_and_the_sensor_run_at_once(
-    fresh_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fresh_db_url: str, tmp_path: Path
 ) -> None:
     """Two `attribution run` (each the Dagster job daily_refresh) started together,
     and the `attribution` job the won-deals sensor starts, all on one database and
@@ -116,10 +116,11 @@ def test_two_daily_refresh_runs_and_the_sensor_run_at_once(
     runs = [attribution_process(env, "run", log=log) for log in logs]
     time.sleep(5)
     from orchestration.instance import dagster_environment
+    from platform_core.settings import Settings
 
     # The same instance as the two runs: their DAGSTER_HOME, storage and database.
-    monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
-    sensor_env = {**os.environ, **dagster_environment(fresh_db_url), **env}
+    settings = Settings.from_environment({**os.environ, **env})
+    sensor_env = {**os.environ, **dagster_environment(settings, fresh_db_url), **env}
     sensor_log = tmp_path / "sensor_run.log"
     with open(sensor_log, "w") as sink:  # Dagster logs a lot: never into an unread pipe
         sensor_run = subprocess.Popen(

@@ -102,9 +102,13 @@ def secret(server_url: str) -> Iterator[dict[str, str]]:
                 sql.Identifier(role), sql.Literal(password)
             )
         )
+        # The roles the migrations create (a role without CREATEROLE could not), as a
+        # deployment's administrator would: the server may be fresh (this module first).
         conn.execute(
             "do $$ begin if not exists (select from pg_roles where rolname = 'bi_reader')"
-            " then create role bi_reader login; end if; end $$"
+            " then create role bi_reader login; end if;"
+            " if not exists (select from pg_roles where rolname = 'bi_org_reader')"
+            " then create role bi_org_reader nologin; end if; end $$"
         )
         for name in names:
             drop_database(server_url, name)
@@ -310,7 +314,8 @@ def test_attribution_run_success_and_dbt_failure_store_no_password(
     finally:
         with psycopg.connect(secret["DATABASE_URL"], autocommit=True) as conn:
             conn.execute("alter table raw.touchpoints_away rename to touchpoints")
-    assert failed.returncode == 1 and "step failed" in failed.stderr
+    # The CLI's one line for failed steps (attribution/cli.py): dbt's step, failing on SQL.
+    assert failed.returncode == 1 and "error: daily_refresh failed: dbt_models" in failed.stderr
     assert token not in failed.stdout + failed.stderr
     assert tables_containing(secret["dagster_admin"], token) == []
     assert tables_containing(secret["platform_admin"], token) == []

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ingestion import contracts
 from synthetic_crm import BAD_KINDS, ENTITIES, FIELDS, PRESETS, REQUIRED, generate
 from synthetic_crm._rand import exp as portable_exp
 
@@ -205,6 +206,21 @@ def test_portable_exp_matches_libm():
 
 
 # --------------------------------------------------------------------------- contract
+
+
+def test_entities_and_fields_are_the_ingestion_contracts():
+    assert sorted(ENTITIES) == sorted(e.name for e in contracts.ENTITIES)
+    for entity in contracts.ENTITIES:
+        assert FIELDS[entity.name] == entity.field_names
+        assert REQUIRED[entity.name] == entity.required_names
+    assert BAD_KINDS == {
+        "organizations": ("required_empty", "bad_timestamp"),
+        "partners": ("required_empty", "bad_timestamp", "bad_status"),
+        "deals": ("required_empty", "bad_timestamp", "bad_amount", "bad_status", "bad_currency",
+                  "missing_closed_at"),
+        "touchpoints": ("required_empty", "bad_timestamp"),
+        "fx_rates": ("required_empty", "bad_timestamp", "bad_currency", "bad_rate"),
+    }  # fmt: skip
 
 
 def test_files_and_fields_follow_the_contract(moderate):

@@ -170,7 +170,7 @@ def test_session_settings_do_not_widen(built: str, escape: str) -> None:
         "insert into security.bi_org_grants values ('acme_bi', 'org_00002')",
         "select * from raw.deals limit 1",
         "select * from raw.quarantine limit 1",
-        "select * from staging.stg_crm__deals limit 1",
+        "select * from staging.stg_crm__deal_versions limit 1",
         "select * from intermediate.int_deals__current limit 1",
         "alter table marts.fct_deals disable row level security",
         "drop policy bi_org_reader_own_orgs on marts.fct_deals",

@@ -11,7 +11,7 @@
 
 {#- Lowest watermark among the consumers that have one (null when none has). -#}
 {% macro consumers_low_water() -%}
-    (select min(batch_id) from intermediate.dbt_watermarks
+    (select min(batch_id) from {{ watermark_table() }}
      where model in ('{{ change_log_consumers() | join("', '") }}'))
 {%- endmacro %}
 
@@ -35,7 +35,17 @@
 
 {#- Batch up to which all four state tables have absorbed raw data. -#}
 {% macro absorbed_high_water() -%}
-    (select coalesce(min(batch_id), 0) from intermediate.dbt_watermarks
+    (select coalesce(min(batch_id), 0) from {{ watermark_table() }}
      where model in ('int_deals__current', 'int_touchpoints__current',
                      'int_partners__current', 'int_fx_rates__current'))
+{%- endmacro %}
+
+{#- org_daily_metrics: on an incremental run, keep the rows of the changed
+    (organization, day) keys; on a full build, every row. -#}
+{% macro in_changed_org_days(org_column, date_column) -%}
+    {%- if is_incremental() -%}
+        ({{ org_column }}, {{ date_column }}) in (select changed_keys.org_id, changed_keys.metric_date from changed_keys)
+    {%- else -%}
+        true
+    {%- endif -%}
 {%- endmacro %}

@@ -4,29 +4,63 @@
   Every raw row carries the id of the batch that loaded it; batch ids follow
   commit order because ingestion loads one batch at a time under an advisory lock.
   An incremental model remembers the highest batch it has absorbed (its
-  watermark, in intermediate.dbt_watermarks) and next time reads only rows of
-  later batches. The watermark is saved in the same transaction as the model's
-  rows, so a failed run leaves it where it was and the next run catches up.
+  watermark, a row of intermediate.dbt_watermarks) and next time reads only
+  rows of later batches. The watermark is saved in the same transaction as the
+  model's rows, so a failed run leaves it where it was and the next run catches
+  up. docs/incremental.md walks through it.
 -#}
 
-{% macro create_watermark_table() %}
-    create schema if not exists intermediate;
-    create table if not exists intermediate.dbt_watermarks (
-        model text primary key,
-        batch_id bigint not null,
-        saved_at timestamptz not null default now()
-    );
+{#- The watermark table, intermediate.dbt_watermarks (model
+    int_incremental__watermarks). Every model that reads or saves a watermark
+    declares `-- depends_on: {{ ref('int_incremental__watermarks') }}`: dbt then
+    builds the table first, and Dagster shows it in the lineage. Rendered as
+    `intermediate.dbt_watermarks`, as the statements read before the table was a
+    model (what operators and the fault tests look for in pg_stat_activity). -#}
+{% macro watermark_table() %}
+    {{ return(ref('int_incremental__watermarks').include(database=False).quote(schema=False, identifier=False)) }}
 {% endmacro %}
 
 {#- Holds new batches back while this model's transaction runs, so the batch
-    high-water mark saved by the post-hook is exactly what the model saw. -#}
+    high-water mark saved by the post-hook is exactly what the model saw. The key
+    is ingestion's (platform_core/locks.py), handed over by `attribution-dbt`. -#}
 {% macro lock_ingestion() %}
-    select pg_advisory_xact_lock_shared(hashtext('attribution.ingest'))
+    select pg_advisory_xact_lock_shared(
+        hashtext('{{ env_var("ATTRIBUTION_INGEST_LOCK_KEY") | replace("'", "''") }}'))
 {% endmacro %}
 
 {% macro watermark(model_name=none) -%}
-    (select coalesce(max(batch_id), 0) from intermediate.dbt_watermarks
+    (select coalesce(max(batch_id), 0) from {{ watermark_table() }}
      where model = '{{ model_name or this.identifier }}')
+{%- endmacro %}
+
+{#-
+  A model's watermark as a number written into its SQL, read when dbt compiles
+  the model, which it does just before running it (after its upstream models).
+  Compared with a subquery, `batch_id > 146` lets PostgreSQL see that only the
+  newest rows qualify and use the batch_id / detected_batch_id indexes, so an
+  incremental run reads the new rows rather than scanning history. Only for
+  model bodies: hooks and views keep `watermark()`, evaluated when they run.
+  The value is an integer from our own table (`| int`), never text.
+-#}
+{% macro watermark_value(model_name=none) -%}
+    {{- batch_value(watermark(model_name)) -}}
+{%- endmacro %}
+
+{#- The batch id a scalar subquery (`watermark()`, `consumers_low_water()`, …)
+    returns now, as a number; the subquery itself when dbt only parses. Before
+    the first run (`dbt compile` on an empty database) there are no watermarks: 0. -#}
+{% macro batch_value(subquery) -%}
+    {%- if execute -%}
+        {%- set exists = run_query("select to_regclass('" ~ watermark_table() ~ "') is not null").columns[0].values()[0] -%}
+        {%- if exists -%}
+            {%- set result = run_query("select coalesce(" ~ subquery ~ ", 0)").columns[0].values()[0] -%}
+            {{- result | int -}}
+        {%- else -%}
+            0
+        {%- endif -%}
+    {%- else -%}
+        {{- subquery -}}
+    {%- endif -%}
 {%- endmacro %}
 
 {% macro loaded_high_water() -%}
@@ -35,7 +69,7 @@
 {%- endmacro %}
 
 {% macro save_watermark(value_sql) %}
-    insert into intermediate.dbt_watermarks (model, batch_id)
+    insert into {{ watermark_table() }} (model, batch_id)
     values ('{{ this.identifier }}', {{ value_sql }})
     on conflict (model) do update set batch_id = excluded.batch_id, saved_at = now()
 {% endmacro %}

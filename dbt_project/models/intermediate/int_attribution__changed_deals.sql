@@ -11,6 +11,7 @@
         ],
     )
 }}
+-- depends_on: {{ ref('int_incremental__watermarks') }}
 
 -- The change log that keeps the marts incremental: one row per deal whose
 -- attribution inputs changed since the last run — a new version of the deal, a
@@ -23,7 +24,7 @@
 -- detected_batch_id = the batch up to which all four state tables had absorbed
 -- the raw data when this ran (the lowest of their watermarks).
 
-{#- Numbers, not subqueries, so the planner reads the new rows by index (macros/planner_hints.sql). -#}
+{#- Numbers, not subqueries, so the planner reads the new rows by index (macro watermark_value). -#}
 {% set since -%}
     {%- if is_incremental() -%}
         {{ watermark_value() }}

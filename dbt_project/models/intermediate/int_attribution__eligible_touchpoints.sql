@@ -11,6 +11,7 @@
     )
 }}
 -- depends_on: {{ ref('int_attribution__changed_deals') }}
+-- depends_on: {{ ref('int_incremental__watermarks') }}
 
 -- The touchpoints that may earn credit on a closed deal (docs/contract.md §4.1), ranked:
 -- same deal and organization as the deal, a partner of that organization, and

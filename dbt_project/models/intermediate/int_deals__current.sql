@@ -14,6 +14,7 @@
     )
 }}
 -- depends_on: {{ ref('stg_crm__ingest_batches') }}
+-- depends_on: {{ ref('int_incremental__watermarks') }}
 
 -- Current version of every deal, kept up to date from the versions of new
 -- batches only. A newly loaded version wins only if it is newer by the docs/contract.md §2

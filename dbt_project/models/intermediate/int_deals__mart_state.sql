@@ -14,6 +14,7 @@
     )
 }}
 -- depends_on: {{ ref('int_attribution__changed_deals') }}
+-- depends_on: {{ ref('int_incremental__watermarks') }}
 
 -- What the marts need to know about each deal beyond its current facts, kept
 -- here (schema intermediate, which BI roles cannot read) rather than in

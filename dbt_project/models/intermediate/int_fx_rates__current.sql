@@ -7,6 +7,7 @@
     )
 }}
 -- depends_on: {{ ref('stg_crm__ingest_batches') }}
+-- depends_on: {{ ref('int_incremental__watermarks') }}
 
 -- Small (one row per currency and day): rebuilt whole on every run.
 select * from {{ ref('stg_crm__fx_rates') }}

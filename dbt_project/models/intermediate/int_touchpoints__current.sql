@@ -16,6 +16,7 @@
     )
 }}
 -- depends_on: {{ ref('stg_crm__ingest_batches') }}
+-- depends_on: {{ ref('int_incremental__watermarks') }}
 
 -- Current version of every touchpoint (the one loaded last). When a new version
 -- moves a touchpoint to another deal, organization or day, the old values are

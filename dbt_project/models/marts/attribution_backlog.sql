@@ -1,4 +1,5 @@
 {{ config(materialized="view") }}
+-- depends_on: {{ ref('int_incremental__watermarks') }}
 
 -- Won deals whose current version the marts do not reflect yet: a won version
 -- loaded after the marts' last run that is newer than the version fct_deals

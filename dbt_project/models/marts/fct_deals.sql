@@ -20,6 +20,7 @@
     )
 }}
 -- depends_on: {{ ref('int_attribution__changed_deals') }}
+-- depends_on: {{ ref('int_incremental__watermarks') }}
 
 -- One row per deal, its current state. Incremental runs rebuild the deals of
 -- the change log. Every index starts with org_id (macro replace_keys,

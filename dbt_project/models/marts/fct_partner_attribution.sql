@@ -19,6 +19,7 @@
     )
 }}
 -- depends_on: {{ ref('int_attribution__changed_deals') }}
+-- depends_on: {{ ref('int_incremental__watermarks') }}
 
 -- Credit per (deal, partner, attribution model) for won deals: a
 -- partner's credit is the sum of its eligible touchpoints' credits; rows exist

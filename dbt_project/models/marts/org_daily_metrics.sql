@@ -17,6 +17,7 @@
 }}
 -- depends_on: {{ ref('int_attribution__changed_deals') }}
 -- depends_on: {{ ref('int_deals__mart_state') }}
+-- depends_on: {{ ref('int_incremental__watermarks') }}
 
 -- One row per organization and UTC day with any activity. Incremental runs
 -- rebuild the (organization, day) pairs a changed deal or touchpoint counts or

@@ -19,6 +19,7 @@
 }}
 -- depends_on: {{ ref('int_attribution__changed_deals') }}
 -- depends_on: {{ ref('int_deals__mart_state') }}
+-- depends_on: {{ ref('int_incremental__watermarks') }}
 
 -- One row per partner. Incremental runs rebuild the partners that touched (or
 -- used to touch, or sourced) a changed deal (int_deals__mart_state), and

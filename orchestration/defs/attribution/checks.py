@@ -1,17 +1,16 @@
-"""Asset checks: attribution backlog, freshness, the credit invariants and whether the
-marts were built from the same changes.
+"""Operational asset checks: attribution backlog, freshness and whether the marts were
+built from the same changes.
 
-Data-quality expectations on the staging tables live in `quality.py` (great-expectations).
-No check here blocks: a failing check fails (and the run exits 1), the assets after
-it are still built.
+The other checkers own the other rules (docs/data-quality.md): what the CRM sent,
+great-expectations (`quality.py`); the models' invariants, the credits summing to
+1 among them, dbt tests. No check here blocks: a failing check fails (and the run
+exits 1), the assets after it are still built.
 """
 
 from datetime import timedelta
 
 import dagster as dg
-from psycopg import sql
 
-from orchestration.quality import summarize_failures
 from orchestration.resources import PlatformDatabase
 from platform_core.database import connect
 
@@ -70,49 +69,6 @@ def deals_freshness_check(database: PlatformDatabase) -> dg.AssetCheckResult:
         metadata={
             "hours_since_last_deals_batch": round(age / 3600, 2) if age is not None else -1.0
         },
-    )
-
-
-# Per (deal, model): the sums the invariants bound; the failing pairs, deal id first.
-_CREDIT_SUMS = """
-    select deal_id, org_id, attribution_model, total_credit, total_amount, deal_amount_usd
-    from (
-        select deal_id, max(org_id) as org_id, attribution_model,
-               sum(credit) as total_credit, sum(attributed_amount_usd) as total_amount,
-               max(deal_amount_usd) as deal_amount_usd
-        from marts.fct_partner_attribution
-        group by deal_id, attribution_model
-    ) as per_deal
-"""
-_VIOLATED = " where abs(total_credit - 1) > 1e-9 or abs(total_amount - deal_amount_usd) > 0.01"
-
-
-@dg.asset_check(
-    asset=dg.AssetKey(["marts", "fct_partner_attribution"]),
-    name="credits_sum_to_one",
-    description="Per attributed deal and model, credits sum to 1 (±1e-9) and amounts to the deal's USD amount (±0.01).",
-)
-def credit_invariants_check(database: PlatformDatabase) -> dg.AssetCheckResult:
-    with connect(database.url) as conn:
-        bad_credit, bad_amount, groups = conn.execute(
-            sql.SQL(
-                "select count(*) filter (where abs(total_credit - 1) > 1e-9),"
-                " count(*) filter (where abs(total_amount - deal_amount_usd) > 0.01),"
-                " count(*) from ({}) as sums"
-            ).format(sql.SQL(_CREDIT_SUMS))
-        ).fetchone()
-        passed = bad_credit == 0 and bad_amount == 0
-        failures = None if passed else summarize_failures(conn, sql.SQL(_CREDIT_SUMS + _VIOLATED))
-    return dg.AssetCheckResult(
-        passed=passed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={
-            "deal_model_pairs": groups,
-            "credit_sum_violations": bad_credit,
-            "amount_sum_violations": bad_amount,
-            **(failures.metadata() if failures else {}),
-        },
-        description=failures.text() if failures else None,
     )
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 from dagster_dbt import DbtCliInvocation, DbtCliResource, dbt_assets
+from pydantic import Field
 
 from orchestration.dbt_project import TRANSLATOR, explain_test_failures, manifest_path
 from orchestration.quality import FailureSummary
@@ -24,6 +25,22 @@ BUILD_MODELS = ["build", "--exclude-resource-type", "test"]
 # `build` restricted to data tests rather than `dbt test`: `attribution-dbt` runs it
 # under the build lock, so the tests never read a build half-way (another run's).
 RUN_DATA_TESTS = ["build", "--resource-type", "test"]
+FULL_REFRESH = "--full-refresh"
+
+
+class DbtModelsConfig(dg.Config):
+    """Run config of `dbt_models` (the op of every dbt asset)."""
+
+    full_refresh: bool = Field(
+        default=False,
+        description="Rebuild the incremental models from scratch (dbt --full-refresh):"
+        " `attribution run --full-refresh`. Only the models' invocation: the data tests"
+        " read what it built either way.",
+    )
+
+
+def models_args(config: DbtModelsConfig) -> list[str]:
+    return [*BUILD_MODELS, *([FULL_REFRESH] if config.full_refresh else [])]
 
 
 @dbt_assets(
@@ -32,8 +49,14 @@ RUN_DATA_TESTS = ["build", "--resource-type", "test"]
     pool="attribution_database",
     retry_policy=DATABASE_RETRY,
 )
-def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, database: PlatformDatabase):
-    """The selected models (incremental by default, docs/attribution.md), then their data tests.
+def dbt_models(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    database: PlatformDatabase,
+    config: DbtModelsConfig,
+):
+    """The selected models (incremental by default, docs/attribution.md; a full
+    refresh with run config `full_refresh: true`), then their data tests.
 
     dbt runs as `attribution-dbt`, under the database's build lock; a build that
     failed because the server went away is retried (incremental models are
@@ -43,25 +66,26 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, database:
     # still streams). Dagster writes every event to its storage, on the platform's
     # server: a write under way when that server restarts fails the step in
     # Dagster's own code, which no retry policy covers; dbt's failure is retried.
-    with database.dbt_environment():
-        models = dbt.cli(BUILD_MODELS, context=context, raise_on_error=False)
-        yield from list(models.stream())
-        error = models.get_error()
-        if error is not None:  # a model failed: its downstream models were skipped
-            raise classify(error, getattr(error, "description", None)) from None
+    args = models_args(config)
+    context.log.info(f"dbt models: {' '.join(args)}")
+    models = dbt.cli(args, context=context, raise_on_error=False)
+    yield from list(models.stream())
+    error = models.get_error()
+    if error is not None:  # a model failed: its downstream models were skipped
+        raise classify(error, getattr(error, "description", None)) from None
 
-        tests = dbt.cli(RUN_DATA_TESTS, context=context, raise_on_error=False)
-        events = list(tests.stream())
-        error = tests.get_error()
-        description = getattr(error, "description", None) or ""
-        checked = [e for e in events if isinstance(e, dg.AssetCheckResult)]
-        # A failing test is its check's business. But the server going away mid-tests
-        # is retried, and a test invocation that tested nothing (it could not start) fails.
-        if error is not None and (is_transient_text(description) or not checked):
-            raise classify(error, description) from None
-        failed = [e for e in checked if not e.passed]
-        yield from (e for e in events if not (isinstance(e, dg.AssetCheckResult) and not e.passed))
-        yield from explain_failed_tests(tests, failed, database.url)
+    tests = dbt.cli(RUN_DATA_TESTS, context=context, raise_on_error=False)
+    events = list(tests.stream())
+    error = tests.get_error()
+    description = getattr(error, "description", None) or ""
+    checked = [e for e in events if isinstance(e, dg.AssetCheckResult)]
+    # A failing test is its check's business. But the server going away mid-tests
+    # is retried, and a test invocation that tested nothing (it could not start) fails.
+    if error is not None and (is_transient_text(description) or not checked):
+        raise classify(error, description) from None
+    failed = [e for e in checked if not e.passed]
+    yield from (e for e in events if not (isinstance(e, dg.AssetCheckResult) and not e.passed))
+    yield from explain_failed_tests(tests, failed, database.url)
 
 
 def explain_failed_tests(

@@ -1,4 +1,5 @@
-"""Data-quality asset checks (great-expectations 1.x, in the database): one per expectation.
+"""Input-data asset checks (great-expectations 1.x, in the database): one per expectation,
+on the tables the marts read (orchestration/quality.py, docs/data-quality.md).
 
 A failing check names the organizations whose rows fail, with sample ids
 (`failing_organizations`, `failures_by_organization`); an expectation that could

@@ -1,4 +1,11 @@
 {#-
+  What PostgreSQL is given to plan the models' queries, and what it must not
+  learn from the marts: an estimation hint (same_org), sort memory
+  (large_work_mem) and planner statistics (analyze_after_rebuild,
+  hide_statistics_from_tenants).
+-#}
+
+{#-
   `a.org_id = b.org_id` as a second join condition next to a key that already
   determines the organization (deal_id, partner_id). PostgreSQL multiplies the
   selectivities of join conditions as if they were independent, so it expects
@@ -31,46 +38,6 @@
 -#}
 {% macro analyze_after_rebuild() -%}
     {%- if not is_incremental() -%}analyze {{ this }}{%- else -%}select 1{%- endif -%}
-{%- endmacro %}
-
-{#-
-  A model's watermark as a number written into its SQL, read when dbt compiles
-  the model, which it does just before running it (after its upstream models).
-  Compared with a subquery, `batch_id > 146` lets PostgreSQL see that only the
-  newest rows qualify and use the batch_id / detected_batch_id indexes, so an
-  incremental run reads the new rows rather than scanning history. Only for
-  model bodies: hooks and views keep `watermark()`, evaluated when they run.
-  The value is an integer from our own table (`| int`), never text.
--#}
-{% macro watermark_value(model_name=none) -%}
-    {{- batch_value(watermark(model_name)) -}}
-{%- endmacro %}
-
-{#- The batch id a scalar subquery (`watermark()`, `consumers_low_water()`, …)
-    returns now, as a number; the subquery itself when dbt only parses. Before
-    the first run (`dbt compile` on an empty database) there are no watermarks: 0. -#}
-{% macro batch_value(subquery) -%}
-    {%- if execute -%}
-        {%- set exists = run_query("select to_regclass('intermediate.dbt_watermarks') is not null").columns[0].values()[0] -%}
-        {%- if exists -%}
-            {%- set result = run_query("select coalesce(" ~ subquery ~ ", 0)").columns[0].values()[0] -%}
-            {{- result | int -}}
-        {%- else -%}
-            0
-        {%- endif -%}
-    {%- else -%}
-        {{- subquery -}}
-    {%- endif -%}
-{%- endmacro %}
-
-{#- org_daily_metrics: on an incremental run, keep the rows of the changed
-    (organization, day) keys; on a full build, every row. -#}
-{% macro in_changed_org_days(org_column, date_column) -%}
-    {%- if is_incremental() -%}
-        ({{ org_column }}, {{ date_column }}) in (select changed_keys.org_id, changed_keys.metric_date from changed_keys)
-    {%- else -%}
-        true
-    {%- endif -%}
 {%- endmacro %}
 
 {#-

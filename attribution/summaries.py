@@ -1,0 +1,69 @@
+"""What the raw layer and the marts hold, as the command line prints it after a run."""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from orchestration.dbt_project import mart_tables
+from platform_core.database import connect
+
+RAW_TABLES = ("organizations", "partners", "deals", "touchpoints", "fx_rates", "quarantine")
+
+
+def raw_summary(url: str) -> list[str]:
+    """Row counts of the raw layer and the most common quarantine reasons."""
+    lines = ["raw layer:"]
+    with connect(url) as conn:
+        for table in RAW_TABLES:
+            query = sql.SQL("select count(*) from raw.{}").format(sql.Identifier(table))
+            (count,) = conn.execute(query).fetchone()
+            lines.append(f"  raw.{table:<14} {count:>9,} rows")
+        reasons = conn.execute(
+            """
+            select entity, split_part(reason, ':', 1) as field, count(*)
+            from raw.quarantine group by 1, 2 order by 3 desc, 1, 2 limit 5
+            """
+        ).fetchall()
+    if reasons:
+        lines.append("  most common quarantine reasons (entity, field, rows):")
+        lines += [f"    {entity:<12} {field:<40} {n:>6,}" for entity, field, n in reasons]
+    return lines
+
+
+def marts_summary(url: str) -> list[str]:
+    """What the marts hold now: row counts (every mart the dbt project declares),
+    deals attributed, revenue by model, backlog."""
+    lines = []
+    with connect(url) as conn:
+        lines.append("marts:")
+        for table in mart_tables():
+            query = sql.SQL("select count(*) from marts.{}").format(sql.Identifier(table))
+            (count,) = conn.execute(query).fetchone()
+            lines.append(f"  marts.{table:<24} {count:>10,} rows")
+        won, attributed, revenue = conn.execute(
+            """
+            select count(*) filter (where is_won),
+                   count(*) filter (where is_won and eligible_touchpoint_count > 0
+                                    and amount_usd is not null),
+                   coalesce(sum(amount_usd) filter (where is_won), 0)
+            from marts.fct_deals
+            """
+        ).fetchone()
+        lines.append(
+            f"won deals: {won:,} (USD {revenue:,.2f}); attributed to partners: {attributed:,}"
+        )
+        lines.append("attributed revenue by model (USD):")
+        for model, amount, partners in conn.execute(
+            """
+            select attribution_model, sum(attributed_amount_usd), count(distinct partner_id)
+            from marts.fct_partner_attribution group by 1 order by 1
+            """
+        ):
+            lines.append(f"  {model:<16} {amount:>16,.2f}  ({partners:,} partners)")
+        pending, oldest = conn.execute(
+            "select count(*), max(pending_for) from marts.attribution_backlog"
+        ).fetchone()
+        lines.append(
+            f"attribution backlog: {pending:,} pending won deals (oldest: {oldest or '-'})"
+        )
+    return lines
