@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from attribution.summaries import raw_summary
-from platform_core.database import database_url, redact_url
+from platform_core.database import connect, database_url, redact_url
 from platform_core.settings import Settings
 from synthetic_crm import generate
 
@@ -27,6 +27,7 @@ def run_demo(settings: Settings, workdir: Path) -> int:
 
     clock = time.perf_counter()
     url = database_url(settings=settings)
+    connect(url).close()  # an unreachable or too old server stops the demo before it generates
     print(f"database: {redact_url(url)}")
     landing = (workdir / "landing").resolve()
     summary = generate(
