@@ -161,6 +161,11 @@ def test_full_refresh_builds_every_mart_and_names_the_failing_organization(
         c for c in found["checks"] if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR
     ]
     assert failed, "the bad deal failed no error-severity check"
+    # The rule's one owner (docs/data-quality.md): great-expectations on the model
+    # the marts read.
+    assert ("intermediate/int_deals__current", "gx_deal_amount_non_negative") in {
+        (c.asset_key.to_user_string(), c.check_name) for c in failed
+    }, [(c.asset_key.to_user_string(), c.check_name) for c in failed]
     named = f"fails for 1 organization: {BAD_ORG} (1 row: {BAD_DEAL})"
     for evaluation in failed:
         assert_named_failure(evaluation)
