@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo dev test test-all lint format bench db-start db-stop clean
+.PHONY: install demo dev test test-all lint format bench docs db-start db-stop clean
 
 install: $(STAMP)
 
@@ -42,6 +42,12 @@ format: install
 
 # Every benchmark at every preset (about an hour); writes docs/benchmarks.md and .json.
 # One stage or preset: .venv/bin/python -m benchmarks --preset mvp --stage ingest (see --help).
+# The dbt docs site (models, columns, tests, lineage) as one static HTML file.
+DBT_DOCS_DIR ?= $(CURDIR)/data/dbt-docs
+docs: install
+	cd dbt_project && ../$(BIN)/attribution-dbt docs generate --static --target-path $(DBT_DOCS_DIR)
+	@echo "dbt docs: open $(DBT_DOCS_DIR)/static_index.html in a browser"
+
 bench: install
 	$(BIN)/python -m benchmarks
 
