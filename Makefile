@@ -22,8 +22,11 @@ demo: install
 
 # Dagster webserver + daemon (schedules, sensors) on the platform database and the
 # same Dagster instance as `attribution run` and `make demo`.
+# `make dev PORT=3111` for another port; a taken port or a daemon already serving this
+# storage (a second `make dev`) stops it at once with one line.
+PORT ?= 3000
 dev: install
-	$(BIN)/attribution dev
+	$(BIN)/attribution dev --port $(PORT)
 
 test: install
 	$(BIN)/pytest -m "not slow" --durations=15

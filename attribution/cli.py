@@ -178,6 +178,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
+    from orchestration.dev_server import refuse_to_start
     from orchestration.instance import dagster_environment
     from platform_core.migrations import migrate
 
@@ -192,6 +193,7 @@ def _cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
         for key in ("DATABASE_URL", "LANDING_DIR", "DAGSTER_HOME", "DAGSTER_PG_URL"):
             print(f"export {key}={shlex.quote(env[key])}")
         return 0
+    refuse_to_start(settings, url, "127.0.0.1", args.port)
     print(
         f"Dagster UI on http://127.0.0.1:{args.port} — database {redact_url(url)}, landing {landing}"
     )
@@ -296,7 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     dev = sub.add_parser("dev", help="Dagster webserver and daemon on the platform database")
-    dev.add_argument("--port", type=int, default=3000)
+    dev.add_argument(
+        "--port",
+        type=int,
+        default=3000,
+        help="the UI's port (default %(default)s; `make dev PORT=N`)",
+    )
     dev.add_argument("--print-env", action="store_true", help="print the environment as exports")
     dev.set_defaults(func=_cmd_dev)
 
