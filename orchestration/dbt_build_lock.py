@@ -30,10 +30,9 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
-from urllib.parse import unquote, urlsplit
 
 from platform_core import locks
-from platform_core.database import DatabaseError, database_url
+from platform_core.database import DatabaseError, conninfo_params, database_url
 from platform_core.settings import DEFAULT_DATABASE, Settings
 
 BUILD_LOCK = locks.DBT_BUILD.key
@@ -55,13 +54,14 @@ def dbt_variables(url: str) -> dict[str, str]:
     """What dbt_project/profiles.yml and the models read: the connection of `url` (the
     password in DBT_ENV_SECRET_PGPASSWORD, which dbt masks in its logs) and the
     ingestion lock's key."""
-    parts = urlsplit(url)
+    params = conninfo_params(url)  # libpq's reading, as every other connection
+    user = params.get("user", "postgres")
     return {
-        "ATTRIBUTION_PGHOST": parts.hostname or "127.0.0.1",
-        "ATTRIBUTION_PGPORT": str(parts.port or 5432),
-        "ATTRIBUTION_PGUSER": unquote(parts.username or "postgres"),
-        "DBT_ENV_SECRET_PGPASSWORD": unquote(parts.password or ""),
-        "ATTRIBUTION_PGDATABASE": unquote(parts.path.lstrip("/") or "postgres"),
+        "ATTRIBUTION_PGHOST": params.get("host", "127.0.0.1"),
+        "ATTRIBUTION_PGPORT": params.get("port", "5432"),
+        "ATTRIBUTION_PGUSER": user,
+        "DBT_ENV_SECRET_PGPASSWORD": params.get("password", ""),
+        "ATTRIBUTION_PGDATABASE": params.get("dbname", user),
         INGEST_LOCK_KEY_VARIABLE: str(locks.INGESTION.key),
     }
 
