@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
 import time
 from datetime import date
@@ -198,6 +199,11 @@ def _cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
         f"Dagster UI on http://127.0.0.1:{args.port} — database {redact_url(url)}, landing {landing}"
     )
     dagster = str(Path(sys.executable).parent / "dagster")
+    # Started in the background of a non-interactive shell, this process inherits
+    # SIGINT and SIGTERM as ignored, and exec keeps that: `dagster dev` could then be
+    # stopped only by SIGKILL, leaving its daemon and code server behind.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.execvpe(
         dagster,
         [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.port)],

@@ -31,15 +31,35 @@ def raw_summary(url: str) -> list[str]:
 
 
 def marts_summary(url: str) -> list[str]:
-    """What the marts hold now: row counts (every mart the dbt project declares),
-    deals attributed, revenue by model, backlog."""
+    """What the marts hold now: row counts and when their rows were last written
+    (every mart the dbt project declares), deals attributed, revenue by model, backlog."""
     lines = []
     with connect(url) as conn:
         lines.append("marts:")
+        # Tables, not views (a view's computed_at is the time it is read), that have
+        # computed_at: a database built before it got one lacks it until its
+        # full refresh (docs/incremental.md).
+        timed = {
+            name
+            for (name,) in conn.execute(
+                "select c.table_name from information_schema.columns as c"
+                " join information_schema.tables as t using (table_schema, table_name)"
+                " where c.table_schema = 'marts' and c.column_name = 'computed_at'"
+                " and t.table_type = 'BASE TABLE'"
+            )
+        }
         for table in mart_tables():
-            query = sql.SQL("select count(*) from marts.{}").format(sql.Identifier(table))
-            (count,) = conn.execute(query).fetchone()
-            lines.append(f"  marts.{table:<24} {count:>10,} rows")
+            written = (
+                sql.SQL("max(computed_at) at time zone 'UTC'")
+                if table in timed
+                else sql.SQL("null::timestamp")
+            )
+            query = sql.SQL("select count(*), {written} from marts.{table}").format(
+                written=written, table=sql.Identifier(table)
+            )
+            count, last = conn.execute(query).fetchone()
+            when = f"  last written {last:%Y-%m-%d %H:%M} UTC" if last else ""
+            lines.append(f"  marts.{table:<24} {count:>10,} rows{when}")
         won, attributed, revenue = conn.execute(
             """
             select count(*) filter (where is_won),

@@ -35,7 +35,7 @@ def plan_indexes(plan: dict) -> tuple[list[str], list[str]]:
 
 
 def explain(conn: psycopg.Connection, query: queries.DashboardQuery, params: dict) -> dict:
-    """The plan's index names, with their definitions (dbt names indexes by a hash)."""
+    """The plan's index names, with their definitions (readable names, `<table>__<columns>_idx`)."""
     (doc,) = conn.execute("explain (format json) " + query.sql, params).fetchone()
     plan = (doc if isinstance(doc, list) else json.loads(doc))[0]["Plan"]
     indexes, nodes = plan_indexes(plan)

@@ -20,11 +20,41 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ingestion.contracts import ENTITIES, FILE_EXTENSIONS, Entity
 
 # Longest part of a link's target shown in a message.
 MAX_TARGET_SHOWN = 200
+
+# A file's timestamps say "unchanged" only once they are this much older than the
+# moment we looked: file systems stamp times from a coarse clock (a few ms; a
+# second or two on some), so a write just after we read a file can leave size,
+# mtime and ctime as they were (git's "racily clean" entries). Also covers a
+# landing share whose clock is a little off ours.
+SETTLE_NS = 2_000_000_000
+
+
+class FileSignature(NamedTuple):
+    """What `lstat` says of an entry: size and modification / inode-change times (ns).
+
+    Any change to a file — a write, a rename into the folder, a copy that keeps the
+    old mtime (`cp -p`, `rsync -a`), `touch` — sets its ctime to the current time,
+    which nobody can set back; so an entry whose signature equals a settled one
+    recorded earlier is the same, unchanged file.
+    """
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileSignature:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def settled(self, looked_ns: int) -> bool:
+        """True when a change made after `looked_ns` (time.time_ns()) must change the ctime."""
+        return self.ctime_ns < looked_ns - SETTLE_NS
 
 
 @dataclass(frozen=True)
@@ -47,6 +77,8 @@ class LandingFile:
     entity: Entity | None
     problem: str | None = None
     unread: Unread | None = None  # set for an entry that is not a regular file
+    # From the listing's lstat (discover); None when the entry was not looked at.
+    signature: FileSignature | None = None
 
     @property
     def name(self) -> str:
@@ -147,13 +179,43 @@ def _describe_link(path: Path) -> Unread:
     )
 
 
-def inspect(path: Path, mode: int) -> LandingFile:
+def inspect(path: Path, mode: int, signature: FileSignature | None = None) -> LandingFile:
     """`classify` for a regular file (`mode` from lstat); an `Unread` entry otherwise."""
     landing = classify(path)
     if stat.S_ISREG(mode):
-        return landing
+        return LandingFile(path, landing.entity, landing.problem, signature=signature)
     unread = describe_unread(path, mode)
-    return LandingFile(path, landing.entity, unread.problem, unread)
+    return LandingFile(path, landing.entity, unread.problem, unread, signature)
+
+
+class Listed(NamedTuple):
+    """One non-hidden entry of a landing folder, as listed (lstat only, nothing opened)."""
+
+    name: str  # as storable text (LandingFile.name)
+    os_name: str  # as the file system has it
+    mode: int
+    signature: FileSignature
+
+
+def list_entries(directory: Path) -> list[Listed]:
+    """Every non-hidden entry of `directory` with its own lstat, unsorted, nothing opened.
+
+    One `scandir` and one `lstat` per entry, and no Path built: cheap enough to run
+    every few seconds on a folder of many thousand files (the landing sensor does).
+    """
+    listed = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:  # removed since the directory was listed
+                continue
+            signature = FileSignature(st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            listed.append(Listed(_as_text(name), name, st.st_mode, signature))
+    return listed
 
 
 def discover(directory: Path, special_entries: bool = False) -> list[LandingFile]:
@@ -166,16 +228,10 @@ def discover(directory: Path, special_entries: bool = False) -> list[LandingFile
     """
     if not directory.is_dir():
         raise NotADirectoryError(f"landing directory {directory} does not exist")
-    files = []
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            try:
-                mode = entry.stat(follow_symlinks=False).st_mode
-            except FileNotFoundError:  # removed since the directory was listed
-                continue
-            if stat.S_ISREG(mode) or special_entries:
-                files.append(inspect(directory / entry.name, mode))
+    files = [
+        inspect(directory / entry.os_name, entry.mode, entry.signature)
+        for entry in list_entries(directory)
+        if special_entries or stat.S_ISREG(entry.mode)
+    ]
     order = {e.name: i for i, e in enumerate(ENTITIES)}
     return sorted(files, key=lambda f: (order.get(f.entity.name, -1) if f.entity else -1, f.name))

@@ -29,7 +29,7 @@ from psycopg import sql
 
 from ingestion import fastcsv
 from ingestion.contracts import Entity
-from ingestion.discovery import LandingFile, Unread, describe_unread
+from ingestion.discovery import FileSignature, LandingFile, Unread, describe_unread
 from ingestion.readers import (
     FileRefused,
     HashingReader,
@@ -81,6 +81,16 @@ class FileResult:
     seconds: float = 0.0
     # Who parsed the file: "postgres" (COPY's CSV parser, the fast path) or "python".
     parser: str | None = None
+    # For a skipped file: what the ledger says of it ("loaded" or "refused").
+    earlier_outcome: str | None = None
+    # Found by hash with trusted times its ledger row lacks: record_signatures adds them.
+    unrecorded_signature: FileSignature | None = None
+
+    def skip(self, batch_id: int, outcome: str) -> FileResult:
+        """This file is already in the ledger as `batch_id`."""
+        self.status, self.batch_id, self.earlier_outcome = "skipped", batch_id, outcome
+        self.message = f"already {outcome} as batch {batch_id}"
+        return self
 
 
 class FileChangedDuringLoad(RuntimeError):
@@ -88,11 +98,42 @@ class FileChangedDuringLoad(RuntimeError):
 
 
 def _already_loaded(conn: psycopg.Connection, file_name: str, content_hash: str) -> tuple | None:
+    """(batch_id, outcome, file_mtime_ns, file_ctime_ns) of the ledger row, if any."""
     return conn.execute(
-        "select batch_id, outcome from raw.ingest_batches"
+        "select batch_id, outcome, file_mtime_ns, file_ctime_ns from raw.ingest_batches"
         " where file_name = %s and content_hash = %s",
         [file_name, content_hash],
     ).fetchone()
+
+
+def _times(signature: FileSignature | None) -> list[int | None]:
+    """The ledger's file_mtime_ns, file_ctime_ns: empty unless the times can be trusted."""
+    return [signature.mtime_ns, signature.ctime_ns] if signature else [None, None]
+
+
+def record_signatures(conn: psycopg.Connection, results: list[FileResult]) -> int:
+    """Add the trusted times of files found by hash to their ledger rows (rows of
+    older versions, or loaded while the file's times were too fresh to trust, have
+    none), so the next run skips these unchanged files unread. One statement for a
+    whole run: a commit per file would cost more than the hashing."""
+    found = [(r.batch_id, r.unrecorded_signature) for r in results if r.unrecorded_signature]
+    if not found:
+        return 0
+    return conn.execute(
+        """
+        update raw.ingest_batches as batches
+        set file_mtime_ns = seen.mtime_ns, file_ctime_ns = seen.ctime_ns
+        from unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[])
+            as seen (batch_id, size, mtime_ns, ctime_ns)
+        where batches.batch_id = seen.batch_id and batches.file_size = seen.size
+        """,
+        [
+            [batch_id for batch_id, _ in found],
+            [signature.size for _, signature in found],
+            [signature.mtime_ns for _, signature in found],
+            [signature.ctime_ns for _, signature in found],
+        ],
+    ).rowcount
 
 
 def _record_refusal(
@@ -102,6 +143,7 @@ def _record_refusal(
     started: datetime,
     message: str,
     size: int,
+    signature: FileSignature | None = None,
 ) -> int | None:
     with conn.transaction():
         take_ingest_lock(conn)
@@ -109,8 +151,8 @@ def _record_refusal(
             """
             insert into raw.ingest_batches
                 (file_name, file_path, entity, file_format, content_hash, file_size,
-                 started_at, finished_at, outcome, error_message)
-            values (%s, %s, %s, %s, %s, %s, %s, clock_timestamp(), 'refused', %s)
+                 file_mtime_ns, file_ctime_ns, started_at, finished_at, outcome, error_message)
+            values (%s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp(), 'refused', %s)
             on conflict (file_name, content_hash) do nothing
             returning batch_id
             """,
@@ -121,6 +163,7 @@ def _record_refusal(
                 landing.file_format,
                 content_hash,
                 size,
+                *_times(signature),
                 started,
                 message,
             ],
@@ -268,6 +311,8 @@ def load_file(
     The file is opened once (open_regular: a regular file, never through a link)
     and that descriptor is hashed and loaded. An entry that is not a regular file —
     listed as such, or found so when opened — is refused without being read.
+    The descriptor's size and times go to the ledger with the hash when they are
+    settled (FileSignature.settled), so an unchanged file is later skipped unread.
     """
     if staging is None and landing.problem is None:
         with open_staging(conn) as own:
@@ -284,9 +329,22 @@ def load_file(
     if unread is not None:
         return _refuse_unread(conn, landing, unread, result, started)
     with raw:
-        size = os.fstat(raw.fileno()).st_size
+        looked_ns = time.time_ns()  # before fstat: a change after it moves the ctime on
+        signature = FileSignature.of(os.fstat(raw.fileno()))
         content_hash = sha256_of(raw)
-        return _load_opened(conn, landing, staging, raw, content_hash, size, started, clock, result)
+        trusted = signature if signature.settled(looked_ns) else None
+        return _load_opened(
+            conn,
+            landing,
+            staging,
+            raw,
+            content_hash,
+            signature.size,
+            started,
+            clock,
+            result,
+            trusted,
+        )
 
 
 def _refuse_unread(
@@ -299,9 +357,7 @@ def _refuse_unread(
     """Record an entry that is not a regular file as refused; nothing of it is read."""
     previous = _already_loaded(conn, landing.name, unread.ledger_hash)
     if previous:
-        result.status, result.batch_id = "skipped", previous[0]
-        result.message = f"already {previous[1]} as batch {previous[0]}"
-        return result
+        return result.skip(*previous[:2])
     result.status, result.message = "refused", f"{landing.name}: {unread.problem}"
     result.batch_id = _record_refusal(conn, landing, unread.ledger_hash, started, result.message, 0)
     return result
@@ -329,18 +385,21 @@ def _load_opened(
     started: datetime,
     clock: float,
     result: FileResult,
+    signature: FileSignature | None = None,
 ) -> FileResult:
-    """load_file for a regular file opened as `raw`, whose content hashes to `content_hash`."""
+    """load_file for a regular file opened as `raw`, whose content hashes to `content_hash`.
+
+    `signature`: the descriptor's size and times if settled, recorded with the batch."""
     previous = _already_loaded(conn, landing.name, content_hash)
     if previous:
-        result.status, result.batch_id = "skipped", previous[0]
-        result.message = f"already {previous[1]} as batch {previous[0]}"
-        return result
+        if signature is not None and tuple(previous[2:]) != signature[1:]:
+            result.unrecorded_signature = signature
+        return result.skip(*previous[:2])
 
     if landing.problem is not None:
         result.status, result.message = "refused", f"{landing.name}: {landing.problem}"
         result.batch_id = _record_refusal(
-            conn, landing, content_hash, started, result.message, size
+            conn, landing, content_hash, started, result.message, size, signature
         )
         return result
 
@@ -352,15 +411,13 @@ def _load_opened(
             take_ingest_lock(conn)
             previous = _already_loaded(conn, landing.name, content_hash)
             if previous:  # another loader committed it while we waited for the lock
-                result.status, result.batch_id = "skipped", previous[0]
-                result.message = f"already {previous[1]} as batch {previous[0]}"
-                return result
+                return result.skip(*previous[:2])
             (batch_id,) = conn.execute(
                 """
                 insert into raw.ingest_batches
                     (file_name, file_path, entity, file_format, content_hash, file_size,
-                     started_at, outcome)
-                values (%s, %s, %s, %s, %s, %s, %s, 'loaded')
+                     file_mtime_ns, file_ctime_ns, started_at, outcome)
+                values (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'loaded')
                 returning batch_id
                 """,
                 [
@@ -370,6 +427,7 @@ def _load_opened(
                     landing.file_format,
                     content_hash,
                     size,
+                    *_times(signature),
                     started,
                 ],
             ).fetchone()
@@ -399,7 +457,9 @@ def _load_opened(
             )
     except FileRefused as refused:
         result.status, result.message = "refused", str(refused)
-        result.batch_id = _record_refusal(conn, landing, content_hash, started, str(refused), size)
+        result.batch_id = _record_refusal(
+            conn, landing, content_hash, started, str(refused), size, signature
+        )
         result.seconds = time.perf_counter() - clock
         return result
 

@@ -1,4 +1,10 @@
-"""Load a whole landing directory: every file once, refusals recorded, nothing lost."""
+"""Load a whole landing directory: every file once, refusals recorded, nothing lost.
+
+Files already in the ledger are skipped by their listed size and times where those
+were recorded (unchanged since they were loaded: nothing is opened), else by
+content hash; so a run reads only new and changed files, however many are
+already in the folder, and reports the skipped ones in one line.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,14 @@ from pathlib import Path
 
 import psycopg
 
-from ingestion.discovery import discover
-from ingestion.loader import FileChangedDuringLoad, FileResult, load_file, open_staging
+from ingestion.discovery import LandingFile, discover
+from ingestion.loader import (
+    FileChangedDuringLoad,
+    FileResult,
+    load_file,
+    open_staging,
+    record_signatures,
+)
 from platform_core.database import connect
 from platform_core.migrations import migrate
 
@@ -34,8 +46,9 @@ class IngestReport:
 
     def lines(self) -> list[str]:
         out = []
-        width = max((len(f.file_name) for f in self.files), default=10)
-        for f in self.files:
+        shown = [f for f in self.files if f.status != "skipped"]  # skipped: one line below
+        width = max((len(f.file_name) for f in shown), default=10)
+        for f in shown:
             if f.status == "loaded":
                 extra = (
                     f"  (ignored columns: {', '.join(f.ignored_columns)})"
@@ -46,22 +59,45 @@ class IngestReport:
                     f"  {f.file_name:<{width}}  batch {f.batch_id:>5}  read {f.rows_read:>9,}"
                     f"  loaded {f.rows_loaded:>9,}  quarantined {f.rows_quarantined:>7,}{extra}"
                 )
-            elif f.status == "skipped":
-                out.append(f"  {f.file_name:<{width}}  skipped: {f.message}")
             else:
                 out.append(f"  {f.file_name:<{width}}  REFUSED: {f.message}")
+        for outcome in ("loaded", "refused"):
+            n = sum(1 for f in self.files if f.status == "skipped" and f.earlier_outcome == outcome)
+            if n:
+                out.append(f"  {n:,} file{'s' if n != 1 else ''} already {outcome}, skipped")
         for error in self.errors:
             out.append(f"  ERROR: {error}")
         read = self.total("rows_read")
         rate = read / self.seconds if self.seconds else 0.0
         out.append(
-            f"{len(self.files)} files: {self.count('loaded')} loaded, {self.count('skipped')}"
-            f" already loaded, {self.count('refused')} refused, {len(self.errors)} failed;"
+            f"{len(self.files):,} files: {self.count('loaded'):,} loaded, {self.count('skipped'):,}"
+            f" already in the ledger, {self.count('refused'):,} refused, {len(self.errors)} failed;"
             f" rows read {read:,}, loaded {self.total('rows_loaded'):,},"
             f" quarantined {self.total('rows_quarantined'):,}"
             f" in {self.seconds:.1f} s ({rate:,.0f} rows/s)"
         )
         return out
+
+
+def unchanged_since_loaded(
+    conn: psycopg.Connection, landings: list[LandingFile]
+) -> dict[str, tuple[int, str]]:
+    """name → (batch_id, outcome) of the regular files whose listed size, mtime and
+    ctime equal those the ledger recorded when it loaded them: the same, unchanged
+    files (any change moves the ctime on), skipped without being opened."""
+    listed = {f.name: f.signature for f in landings if f.unread is None and f.signature}
+    if not listed:
+        return {}
+    rows = conn.execute(
+        "select file_name, file_size, file_mtime_ns, file_ctime_ns, batch_id, outcome"
+        " from raw.ingest_batches where file_name = any(%s) and file_ctime_ns is not null",
+        [list(listed)],
+    ).fetchall()
+    return {
+        name: (batch_id, outcome)
+        for name, *signature, batch_id, outcome in rows
+        if listed[name] == tuple(signature)
+    }
 
 
 def ingest_directory(
@@ -73,7 +109,16 @@ def ingest_directory(
     report = IngestReport(directory)
     with connect(url, autocommit=True) as conn, open_staging(conn) as staging:
         # Links, folders, pipes, sockets and devices too: each is recorded as refused.
-        for landing in discover(directory, special_entries=True):
+        landings = discover(directory, special_entries=True)
+        unchanged = unchanged_since_loaded(conn, landings)
+        for landing in landings:
+            if landing.name in unchanged:
+                entity = landing.entity.name if landing.entity else None
+                result = FileResult(landing.name, entity, "skipped")
+                report.files.append(result.skip(*unchanged[landing.name]))
+                if on_file is not None:
+                    on_file(result)
+                continue
             try:
                 result = load_file(conn, landing, staging)
             except (FileChangedDuringLoad, OSError) as exc:
@@ -87,5 +132,6 @@ def ingest_directory(
             report.files.append(result)
             if on_file is not None:
                 on_file(result)
+        record_signatures(conn, report.files)
     report.seconds = time.perf_counter() - clock
     return report

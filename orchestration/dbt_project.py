@@ -47,6 +47,19 @@ class AttributionTranslator(DagsterDbtTranslator):
         folder = dbt_resource_props["fqn"][1] if len(dbt_resource_props["fqn"]) > 2 else None
         return GROUPS.get(folder or "", "attribution")
 
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        """The model's dbt description (a source table's, else its source's), without
+        the "Raw SQL" block dagster-dbt appends: a description says what the asset
+        holds; the SQL is in the dbt project and its docs (`make docs`)."""
+        description = dbt_resource_props.get("description") or (
+            dbt_resource_props.get("source_description")
+            if dbt_resource_props["resource_type"] == "source"
+            else None
+        )
+        if description and description.strip():
+            return description.strip()
+        return f"dbt {dbt_resource_props['resource_type']} {dbt_resource_props['name']}"
+
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
         owner = (dbt_resource_props.get("config", {}).get("meta") or {}).get("owner")
         return [owner or DEFAULT_OWNER]

@@ -16,7 +16,12 @@ def build_definitions(resources: Mapping[str, Any]) -> dg.Definitions:
     environment) or a command's (from its settings, orchestration/run.py)."""
     return dg.Definitions.merge(
         dg.load_from_defs_folder(path_within_project=Path(__file__).parent.parent),
-        dg.Definitions(resources=dict(resources)),
+        # Every run executes its steps in the run's own process (jobs, the UI's
+        # "Materialize", automation): a subprocess per step paid Python start-up and
+        # the code location's imports again for each step — a UI-launched
+        # daily_refresh spent 119 s for 27 s of step work. The steps are serialized by
+        # the database pool anyway (docs/orchestration.md, "What a run costs").
+        dg.Definitions(resources=dict(resources), executor=dg.in_process_executor),
     )
 
 

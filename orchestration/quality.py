@@ -24,17 +24,11 @@ every amount to double precision and fails on 1e-400.)
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass, field
 from typing import Any
 
-import great_expectations as gx
-import great_expectations.expectations as gxe
 import psycopg
-from great_expectations.data_context.types.base import (
-    DataContextConfig,
-    InMemoryStoreBackendDefaults,
-    ProgressBarsConfig,
-)
 from psycopg import sql
 
 from platform_core.database import connect
@@ -51,26 +45,43 @@ SUMMARY_TIMEOUT_MS = 120_000
 @dataclass(frozen=True)
 class Expectation:
     name: str
-    expectation: gxe.Expectation
+    # The great-expectations class (great_expectations.expectations) and its arguments:
+    # GX is imported only when a check runs, not when Dagster loads the definitions
+    # (its import costs seconds, paid by every code server and run worker start).
+    gx_class: str
+    gx_arguments: tuple[tuple[str, Any], ...]
     error: bool  # ERROR severity (a broken pipeline) rather than WARN (data to look at)
     description: str
     # SQL over {batch} (the table): the failing rows, their id first, then org_id.
     violations: str
 
+    def expectation(self) -> Any:
+        import great_expectations.expectations as gxe
+
+        return getattr(gxe, self.gx_class)(**dict(self.gx_arguments))
+
+
+def _in_set(
+    name: str, column: str, values: list[str], description: str, violations: str
+) -> Expectation:
+    arguments = (("column", column), ("value_set", values))
+    return Expectation(
+        name, "ExpectColumnValuesToBeInSet", arguments, True, description, violations
+    )
+
 
 def _rows(name: str, query: str, description: str, error: bool = False) -> Expectation:
     """An expectation given as the query of its failing rows (id, org_id, details)."""
-    return Expectation(
-        name, gxe.UnexpectedRowsExpectation(unexpected_rows_query=query), error, description, query
-    )
+    arguments = (("unexpected_rows_query", query),)
+    return Expectation(name, "UnexpectedRowsExpectation", arguments, error, description, query)
 
 
 # (schema, table) → expectations. The tables are the ones the marts read: the
 # current deals, partners and touchpoints (int_*), and fct_deals for FX coverage.
 EXPECTATIONS: dict[tuple[str, str], list[Expectation]] = {
     ("intermediate", "int_deals__current"): [
-        Expectation("gx_deal_status_valid", gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["open", "won", "lost"]), True, "Status is open, won or lost.",
-                    "select deal_id, org_id, status from {batch} where status not in ('open', 'won', 'lost')"),
+        _in_set("gx_deal_status_valid", "status", ["open", "won", "lost"], "Status is open, won or lost.",
+                "select deal_id, org_id, status from {batch} where status not in ('open', 'won', 'lost')"),
         _rows("gx_deal_amount_non_negative",
               "select deal_id, org_id, amount from {batch} where amount < 0",
               "Amounts are >= 0.", error=True),
@@ -79,8 +90,8 @@ EXPECTATIONS: dict[tuple[str, str], list[Expectation]] = {
               "Every won or lost deal has closed_at.", error=True),
     ],
     ("intermediate", "int_partners__current"): [
-        Expectation("gx_partner_status_valid", gxe.ExpectColumnValuesToBeInSet(column="partner_status", value_set=["active", "inactive"]), True, "Status is active or inactive.",
-                    "select partner_id, org_id, partner_status from {batch} where partner_status not in ('active', 'inactive')"),
+        _in_set("gx_partner_status_valid", "partner_status", ["active", "inactive"], "Status is active or inactive.",
+                "select partner_id, org_id, partner_status from {batch} where partner_status not in ('active', 'inactive')"),
     ],
     ("intermediate", "int_touchpoints__current"): [
         _rows("gx_touchpoint_partner_known_same_org",
@@ -170,7 +181,39 @@ class FailureSummary:
         )
         if self.sample_rows:
             data["sample_failing_rows"] = dg.MetadataValue.json(self.sample_rows)
+        data["failing_rows"] = dg.MetadataValue.md(self.markdown())
         return data
+
+    def markdown(self) -> str:
+        """The failing rows as a table: organization, rows, sample ids (a list of
+        sample rows when there is no organization column)."""
+        if self.organizations:
+            id_name = _md(f"sample {self.id_column or 'ids'}")
+            lines = [f"| organization | failing rows | {id_name} |", "|---|---:|---|"]
+            for org in self.organizations:
+                ids = ", ".join(_md(str(i)) for i in org.sample_ids)
+                more = ", …" if len(org.sample_ids) >= SAMPLE_IDS and org.rows > SAMPLE_IDS else ""
+                lines.append(
+                    f"| {_md(org.org_id or '(no organization)')} | {org.rows} | {ids}{more} |"
+                )
+            if self.organization_count > len(self.organizations):
+                lines.append(
+                    f"\n{self.organization_count - len(self.organizations)} more organizations"
+                    " not shown."
+                )
+            return "\n".join(lines)
+        if self.sample_rows:
+            return "\n".join(
+                "- " + ", ".join(f"{_md(k)} = {_md(str(v))}" for k, v in row.items())
+                for row in self.sample_rows
+            )
+        return _md(self.text())
+
+
+def _md(text: str) -> str:
+    """Text from the data as literal Markdown: every ASCII punctuation character escaped
+    (a CRM id may hold `|`, `*`, `<`…), one line."""
+    return "".join("\\" + c if c in string.punctuation else " " if c in "\r\n" else c for c in text)
 
 
 def _short(value: object) -> str | None:
@@ -266,9 +309,17 @@ class Outcome:
     success: bool
     error: bool
     unexpected_count: int
-    element_count: int | None
+    # The rows checked: the table's rows. (GX reports none for a row-query expectation.)
+    element_count: int
     failures: FailureSummary | None = None  # set when the expectation failed
     exception: str | None = None  # the expectation could not be evaluated
+
+    @property
+    def unexpected_percent(self) -> float:
+        """The failing rows as a share of the rows checked, in percent."""
+        if not self.element_count:
+            return 0.0
+        return round(100.0 * self.unexpected_count / self.element_count, 4)
 
 
 def _exception(validated: Any) -> str | None:
@@ -280,10 +331,16 @@ def _exception(validated: Any) -> str | None:
     return None
 
 
-def _context_config() -> DataContextConfig:
+def _context_config() -> Any:
     """In memory, no progress bars, no usage statistics. GX 1.24 sends none (it has
     no analytics client left); the setting keeps it so should a later version bring
     one back. A new config per context: a context records its data sources in it."""
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
     return DataContextConfig(
         analytics_enabled=False,
         progress_bars=ProgressBarsConfig(globally=False),
@@ -293,6 +350,8 @@ def _context_config() -> DataContextConfig:
 
 def validate_table(url: str, schema: str, table: str) -> list[Outcome]:
     """Run the table's expectations against PostgreSQL; one outcome per expectation."""
+    import great_expectations as gx
+
     expectations = EXPECTATIONS[(schema, table)]
     context = gx.get_context(mode="ephemeral", project_config=_context_config())
     source = context.data_sources.add_postgres(name="platform", connection_string=url)
@@ -301,33 +360,38 @@ def validate_table(url: str, schema: str, table: str) -> list[Outcome]:
         .add_batch_definition_whole_table("all")
         .get_batch()
     )
-    outcomes = []
-    for expected in expectations:
+    validated = [
         # One expectation at a time: each result is unambiguously its own.
-        validated = batch.validate(expected.expectation, result_format="SUMMARY")
-        details = validated.result or {}
-        unexpected = details.get("unexpected_count")
-        if unexpected is None:  # UnexpectedRowsExpectation reports the row count it found
-            unexpected = details.get("observed_value", 0) or 0
-        outcomes.append(
-            Outcome(
+        batch.validate(expected.expectation(), result_format="SUMMARY")
+        for expected in expectations
+    ]
+    name = sql.Identifier(schema, table)
+    with connect(url) as conn:
+        # The rows every expectation of the table checked, counted once. (GX's
+        # element_count is the same number for the column expectations it gives it for.)
+        try:
+            with conn.transaction():
+                (rows,) = conn.execute(sql.SQL("select count(*) from {}").format(name)).fetchone()
+        except psycopg.Error:
+            rows = 0  # unreadable: each expectation's evaluation_error says why
+        outcomes = []
+        for expected, result in zip(expectations, validated, strict=True):
+            details = result.result or {}
+            unexpected = details.get("unexpected_count")
+            if unexpected is None:  # UnexpectedRowsExpectation reports the row count it found
+                unexpected = details.get("observed_value", 0) or 0
+            outcome = Outcome(
                 expected.name,
-                bool(validated.success),
+                bool(result.success),
                 expected.error,
                 int(unexpected),
-                details.get("element_count"),
-                exception=_exception(validated),
+                int(rows),
+                exception=_exception(result),
             )
-        )
-    if all(o.success for o in outcomes):
-        return outcomes
-    with connect(url) as conn:
-        return [
-            outcome
-            if outcome.success
-            else _with_failures(conn, outcome, expected, sql.Identifier(schema, table))
-            for outcome, expected in zip(outcomes, expectations, strict=True)
-        ]
+            outcomes.append(
+                outcome if outcome.success else _with_failures(conn, outcome, expected, name)
+            )
+    return outcomes
 
 
 def _with_failures(

@@ -16,6 +16,10 @@ from pathlib import Path
 DAGSTER_DATABASE = "dagster"
 # The platform's own database on the embedded server.
 DEFAULT_DATABASE = "attribution"
+# Automated backups (orchestration/defs/platform/backups.py): daily at 02:00 UTC, an
+# hour after the 01:00 daily_refresh starts; a week of them kept.
+DEFAULT_BACKUP_CRON = "0 2 * * *"
+DEFAULT_BACKUP_KEEP = 7
 
 
 def project_root() -> Path:
@@ -34,6 +38,9 @@ class Settings:
     dagster_home: Path | None = None  # DAGSTER_HOME; None: <checkout>/.dagster_home
     dagster_pg_url: str | None = None  # DAGSTER_PG_URL; None: `dagster` on the platform's server
     alert_webhook_url: str = ""  # ALERT_WEBHOOK_URL; empty: alerts are only logged
+    backup_dir: Path | None = None  # BACKUP_DIR; None: <checkout>/data/backups
+    backup_keep: int = DEFAULT_BACKUP_KEEP  # BACKUP_KEEP: complete backups kept
+    backup_cron: str = DEFAULT_BACKUP_CRON  # BACKUP_CRON: when the backup job runs (UTC)
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -54,6 +61,9 @@ class Settings:
             dagster_home=path("DAGSTER_HOME"),
             dagster_pg_url=text("DAGSTER_PG_URL"),
             alert_webhook_url=text("ALERT_WEBHOOK_URL") or "",
+            backup_dir=path("BACKUP_DIR"),
+            backup_keep=_keep(text("BACKUP_KEEP")),
+            backup_cron=" ".join((text("BACKUP_CRON") or DEFAULT_BACKUP_CRON).split()),
         )
 
     @property
@@ -63,3 +73,17 @@ class Settings:
     @property
     def dagster_home_dir(self) -> Path:
         return self.dagster_home or project_root() / ".dagster_home"
+
+    @property
+    def backup_root(self) -> Path:
+        return self.backup_dir or project_root() / "data" / "backups"
+
+
+def _keep(raw: str | None) -> int:
+    """BACKUP_KEEP: refused unless a whole number of at least 1 (keeping none would
+    delete the backup just written)."""
+    if raw is None:
+        return DEFAULT_BACKUP_KEEP
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"BACKUP_KEEP={raw!r}: expected how many backups to keep (1 or more)")
+    return int(raw)

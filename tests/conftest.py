@@ -7,9 +7,12 @@ database on it, dropped afterwards.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -86,3 +89,50 @@ def landing(tmp_path: Path) -> Path:
     path = tmp_path / "landing"
     path.mkdir()
     return path
+
+
+@dataclass(frozen=True)
+class DemoDeployment:
+    """What `attribution demo` left: its platform database and Dagster instance."""
+
+    env: dict[str, str]  # DATABASE_URL, DAGSTER_HOME, DAGSTER_PG_URL
+    landing: Path  # the export the demo generated and loaded
+    output: str  # what the command printed
+    run_id: str  # its daily_refresh run
+
+
+DEMO_RUN_LINE = re.compile(r"^Dagster run ([0-9a-f-]{36}) of daily_refresh\b.*: succeeded$", re.M)
+
+
+@pytest.fixture(scope="session")
+def demo_deployment(
+    server_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DemoDeployment]:
+    """`attribution demo` once per session, on a smaller dataset (4 organizations,
+    20 days; same code): a database and a Dagster instance filled the way a user's
+    first `make demo` fills them, for the tests that read what it left."""
+    import attribution.demo
+    from attribution.cli import main
+
+    work = tmp_path_factory.mktemp("demo")
+    env = {
+        "DATABASE_URL": create_database(server_url, "test_demo"),
+        "DAGSTER_HOME": str(work / "dagster_home"),
+        "DAGSTER_PG_URL": create_database(server_url, "test_demo_dagster").replace(
+            "postgresql://", "postgresql+psycopg2://", 1
+        ),
+    }
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        patch.setattr(attribution.demo, "DEMO_ORGS", 4)
+        patch.setattr(attribution.demo, "DEMO_DAYS", 20)
+        for key, value in env.items():
+            patch.setenv(key, value)  # dbt, a child of this process, inherits them
+        patch.delenv("LANDING_DIR", raising=False)  # the demo has its own
+        code = main(["demo", "--workdir", str(work / "demo")])
+    output = printed.getvalue()
+    found = DEMO_RUN_LINE.search(output)
+    assert code == 0 and found, output[-4000:]
+    yield DemoDeployment(env, work / "demo" / "landing", output, found.group(1))
+    drop_database(server_url, "test_demo")
+    drop_database(server_url, "test_demo_dagster")

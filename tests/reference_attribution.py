@@ -34,6 +34,17 @@ The rules, numbered as in the specification:
    revenue, attributed revenue per model, first and last touch.
 9. Organizations: active partners (current partners of the org with status
    `active`) and the size tier.
+10. Numbers for people (docs/contract.md §5.7): USD amounts in cents, halves
+   away from zero; per deal and model the partners' amounts are the deal's
+   cents split by largest remainder (each partner's exact share rounded down,
+   the cents left over one each to the largest remainders, ties to the smaller
+   partner_id); credits and rates rounded to 10 decimals.
+
+Credits are exact fractions (`Fraction`): the contract defines them as
+fractions, and only exact shares make the largest-remainder ties of rule 10
+well defined. Time-decay weights are floats (0.5^x is irrational), each taken
+as the exact fraction it is before they are summed and divided, so equal
+weights still give equal credits.
 """
 
 from __future__ import annotations
@@ -44,6 +55,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -60,6 +72,10 @@ SOURCING_TYPES = frozenset({"referral", "deal_registration"})
 SOURCING_WINDOW = timedelta(hours=24)
 
 SECONDS_PER_DAY = 86400
+
+# Rule 10: decimals kept for money (cents) and for credits and rates.
+MONEY_PLACES = 2
+CREDIT_PLACES = 10
 
 Row = dict[str, Any]
 
@@ -124,31 +140,32 @@ def current_versions(data: RawData) -> RawData:
 
 def model_credits(
     model: str, ages_days: list[float], half_life_days: float = DEFAULT_HALF_LIFE_DAYS
-) -> list[float]:
-    """Credit of each eligible touchpoint, in order (oldest first).
+) -> list[Fraction]:
+    """Credit of each eligible touchpoint, in order (oldest first), as exact fractions.
 
     `ages_days[i]` is the age of the i-th touchpoint at close, in fractional
     days; only `time_decay` uses the ages, the other models only their count.
-    The credits of a non-empty list sum to 1.
+    The credits of a non-empty list sum to exactly 1.
     """
     if model not in MODELS:
         raise ValueError(f"unknown attribution model {model!r}; expected one of {MODELS}")
     n = len(ages_days)
     if n == 0:
         return []
+    zero, one = Fraction(0), Fraction(1)
     if model == "first_touch":
-        return [1.0] + [0.0] * (n - 1)
+        return [one] + [zero] * (n - 1)
     if model == "last_touch":
-        return [0.0] * (n - 1) + [1.0]
+        return [zero] * (n - 1) + [one]
     if model == "linear":
-        return [1.0 / n] * n
+        return [Fraction(1, n)] * n
     if model == "position_based":
         if n == 1:
-            return [1.0]
+            return [one]
         if n == 2:
-            return [0.5, 0.5]
-        middle = 0.2 / (n - 2)
-        return [0.4] + [middle] * (n - 2) + [0.4]
+            return [Fraction(1, 2)] * 2
+        end, middle = Fraction(2, 5), Fraction(1, 5) / (n - 2)
+        return [end] + [middle] * (n - 2) + [end]
     # time_decay: w_i = 0.5 ** (age_i / H), c_i = w_i / sum(w).
     if not half_life_days > 0:
         raise ValueError(f"half_life_days must be > 0, got {half_life_days!r}")
@@ -156,14 +173,50 @@ def model_credits(
     # same factor, which the normalisation cancels; it only keeps the largest
     # weight at 1 so that very old touchpoints cannot underflow the sum to 0.
     youngest = min(ages_days)
-    weights = [0.5 ** ((age - youngest) / half_life_days) for age in ages_days]
-    total = math.fsum(weights)
+    weights = [Fraction(0.5 ** ((age - youngest) / half_life_days)) for age in ages_days]
+    total = sum(weights, Fraction(0))
     return [w / total for w in weights]
 
 
 def age_in_days(occurred_at: datetime, closed_at: datetime) -> float:
     """`closed_at - occurred_at` in fractional days (seconds / 86400)."""
     return (closed_at - occurred_at).total_seconds() / SECONDS_PER_DAY
+
+
+# --------------------------------------------------------------------------
+# Rule 10: numbers for people
+# --------------------------------------------------------------------------
+
+
+def round_half_away(value: Fraction | Decimal | int, places: int) -> Decimal:
+    """`value` rounded to `places` decimals, halves away from zero."""
+    exact = Fraction(value)
+    units = math.floor(abs(exact) * 10**places + Fraction(1, 2))
+    return Decimal(units if exact >= 0 else -units).scaleb(-places)
+
+
+def cents(value: Fraction | Decimal | int) -> Decimal:
+    """A USD amount as the marts show it: rounded to cents."""
+    return round_half_away(value, MONEY_PLACES)
+
+
+def shown_ratio(value: Fraction) -> Decimal:
+    """A credit or a rate as the marts show it: rounded to 10 decimals."""
+    return round_half_away(value, CREDIT_PLACES)
+
+
+def largest_remainder(total_cents: int, shares: dict[str, Fraction]) -> dict[str, int]:
+    """`total_cents` split by key: each key's exact share (the shares add up to
+    `total_cents`) rounded down, then the cents left over one each to the keys
+    with the largest remainders, ties to the smaller key."""
+    floors = {key: math.floor(share) for key, share in shares.items()}
+    leftover = total_cents - sum(floors.values())
+    # Exact shares that add up to the total leave fewer cents than keys.
+    assert 0 <= leftover < len(shares), (total_cents, shares)
+    by_remainder = sorted(shares, key=lambda key: (-(shares[key] - floors[key]), key))
+    for key in by_remainder[:leftover]:
+        floors[key] += 1
+    return floors
 
 
 # --------------------------------------------------------------------------
@@ -258,6 +311,12 @@ def _amount_usd(state: _State, deal: Row) -> Decimal | None:
     return deal["amount"] * latest["usd_per_unit"]
 
 
+def _amount_usd_cents(state: _State, deal: Row) -> Decimal | None:
+    """The USD amount as the marts show it (rule 10)."""
+    amount_usd = _amount_usd(state, deal)
+    return None if amount_usd is None else cents(amount_usd)
+
+
 # --------------------------------------------------------------------------
 # Rule 6: sourcing
 # --------------------------------------------------------------------------
@@ -285,8 +344,9 @@ def expected_attribution(
 ) -> dict[tuple[str, str, str], dict]:
     """Attribution rows keyed by `(deal_id, partner_id, attribution_model)`.
 
-    Each value: org_id, credit (float), attributed_amount_usd (float, credit ×
-    amount_usd), deal_amount_usd (Decimal), closed_at, touchpoint_count.
+    Each value: org_id, credit (Decimal, 10 decimals), attributed_amount_usd
+    (Decimal cents, the deal's cents split by largest remainder), deal_amount_usd
+    (Decimal cents), closed_at, touchpoint_count.
     """
     state = _State.of(data)
     rows: dict[tuple[str, str, str], dict] = {}
@@ -304,21 +364,25 @@ def expected_attribution(
         touchpoint_count: dict[str, int] = defaultdict(int)
         for tp in eligible:
             touchpoint_count[tp["partner_id"]] += 1
+        deal_cents = cents(amount_usd)
+        total_cents = int(deal_cents * 100)
         for model in MODELS:
-            credits_by_partner: dict[str, list[float]] = defaultdict(list)
+            credit_of: dict[str, Fraction] = defaultdict(Fraction)
             for tp, c in zip(eligible, model_credits(model, ages, half_life_days), strict=True):
-                credits_by_partner[tp["partner_id"]].append(c)
-            for partner_id, credits in credits_by_partner.items():
-                credit = math.fsum(credits)
-                if credit > 0:
-                    rows[(deal["deal_id"], partner_id, model)] = {
-                        "org_id": deal["org_id"],
-                        "credit": credit,
-                        "attributed_amount_usd": credit * float(amount_usd),
-                        "deal_amount_usd": amount_usd,
-                        "closed_at": closed_at,
-                        "touchpoint_count": touchpoint_count[partner_id],
-                    }
+                credit_of[tp["partner_id"]] += c
+            credited = {p: c for p, c in credit_of.items() if c > 0}
+            split = largest_remainder(
+                total_cents, {p: c * total_cents for p, c in credited.items()}
+            )
+            for partner_id, credit in credited.items():
+                rows[(deal["deal_id"], partner_id, model)] = {
+                    "org_id": deal["org_id"],
+                    "credit": shown_ratio(credit),
+                    "attributed_amount_usd": Decimal(split[partner_id]).scaleb(-MONEY_PLACES),
+                    "deal_amount_usd": deal_cents,
+                    "closed_at": closed_at,
+                    "touchpoint_count": touchpoint_count[partner_id],
+                }
     return rows
 
 
@@ -348,7 +412,7 @@ def expected_deals(data: RawData, lookback_days: int = DEFAULT_LOOKBACK_DAYS) ->
             "status": deal["status"],
             "amount": deal["amount"],
             "currency": deal["currency"],
-            "amount_usd": _amount_usd(state, deal),
+            "amount_usd": _amount_usd_cents(state, deal),
             "created_at": deal["created_at"],
             "closed_at": deal["closed_at"],
             "is_won": deal["status"] == "won",
@@ -375,7 +439,9 @@ def _sum_known(values: Iterable[Decimal | None]) -> Decimal | None:
 def expected_partner_performance(
     data: RawData, lookback_days: int = DEFAULT_LOOKBACK_DAYS
 ) -> dict[str, dict]:
-    """One row per current partner, keyed by partner_id (money as Decimal or float)."""
+    """One row per current partner, keyed by partner_id (money in Decimal cents,
+    the win rate a Decimal of 10 decimals). Sums add up the cents of the deals
+    and attribution rows (rule 10), so they add up for the reader too."""
     current = current_versions(data)
     deals = expected_deals(data, lookback_days)
     attribution = expected_attribution(data, lookback_days)
@@ -403,7 +469,9 @@ def expected_partner_performance(
             "deals_touched": len(touched),
             "deals_won": len(won),
             "deals_lost": len(lost),
-            "win_rate": len(won) / (len(won) + len(lost)) if won or lost else None,
+            "win_rate": shown_ratio(Fraction(len(won), len(won) + len(lost)))
+            if won or lost
+            else None,
             "sourced_deals_won": len(sourced),
             "sourced_revenue_usd": _sum_known(d["amount_usd"] for d in sourced) or Decimal(0),
             "influenced_revenue_usd": _sum_known(
@@ -411,16 +479,21 @@ def expected_partner_performance(
             )
             or Decimal(0),
             "avg_won_deal_size_usd": (
-                sum(won_amounts, Decimal(0)) / len(won_amounts) if won_amounts else None
+                cents(Fraction(sum(won_amounts, Decimal(0))) / len(won_amounts))
+                if won_amounts
+                else None
             ),
             "first_touch_at": min((tp["occurred_at"] for tp in touches), default=None),
             "last_touch_at": max((tp["occurred_at"] for tp in touches), default=None),
         }
         for model in MODELS:
-            row[f"attributed_revenue_usd_{model}"] = math.fsum(
-                r["attributed_amount_usd"]
-                for (_, p, m), r in attribution.items()
-                if p == pid and m == model
+            row[f"attributed_revenue_usd_{model}"] = sum(
+                (
+                    r["attributed_amount_usd"]
+                    for (_, p, m), r in attribution.items()
+                    if p == pid and m == model
+                ),
+                Decimal("0.00"),
             )
         out[pid] = row
     return out

@@ -181,6 +181,10 @@ def round_trip(deployment: dict[str, str], server_url: str, tmp_path: Path, full
     assert databases["dagster"]["name"] == dagster_url.rsplit("/", 1)[-1]
     for entry in databases.values():
         assert (folder / entry["file"]).stat().st_size == entry["size_bytes"] > 0
+    # Every table's rows, as the restore drill compares them (test_backup_schedule.py).
+    assert manifest["format"] == 2
+    assert databases["platform"]["row_counts"] == {t: n for t, (n, _) in platform_before.items()}
+    assert databases["dagster"]["row_counts"] == {t: n for t, (n, _) in dagster_before.items()}
     assert role in manifest["roles"]["roles"] and manifest["roles"]["with_passwords"]
     for path in folder.iterdir():  # rows and password hashes: owner only
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path

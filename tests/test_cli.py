@@ -44,7 +44,10 @@ def test_ingest_reports_each_file_and_exit_codes(fresh_db_url: str, landing: Pat
     assert "deals_broken.csv  REFUSED" in done.stdout and "lacks required column(s)" in done.stdout
     assert fresh_db_url.split("@")[0].split(":")[-1] not in done.stdout  # no password printed
     again = attribution("ingest", str(landing), env=env)
-    assert "already loaded as batch" in again.stdout
+    # One line per kind of skipped file, not one per file.
+    assert "  1 file already loaded, skipped\n" in again.stdout
+    assert "  1 file already refused, skipped\n" in again.stdout
+    assert "deals_ok.csv" not in again.stdout and "REFUSED" not in again.stdout
     missing = attribution("ingest", str(landing / "nope"), env=env)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 

@@ -11,6 +11,7 @@ from synthetic_crm import generate
 from tests.dbt_harness import (
     assert_marts_equal,
     assert_matches_reference,
+    assert_readable_index_names,
     build,
     build_pair,
     ingest,
@@ -54,6 +55,10 @@ def test_incremental_runs_equal_full_refresh_and_the_reference(
                 build_pair(incremental, full, tmp_path)
                 assert_marts_equal(incremental, full)
                 compared = assert_matches_reference(incremental)
+                # Readable on a first build and after a full refresh that replaced
+                # every table while the old ones and their indexes still existed.
+                for url in (incremental, full):
+                    assert_readable_index_names(url)
             else:
                 build(incremental, tmp_path / "dbt-inc")
         assert compared > 200, "too few attribution rows to mean anything"

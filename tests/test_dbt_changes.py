@@ -7,6 +7,7 @@ reference implementation.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -138,8 +139,9 @@ def test_rows_that_come_out_the_same_are_not_rewritten(
     databases: tuple[str, str], tmp_path: Path
 ) -> None:
     """`skip_unchanged`: a row of the change log whose facts come out equal keeps its
-    physical row (same xmin), a row that really changed is rewritten, and the marts
-    still equal a full refresh."""
+    physical row (same xmin) and its computed_at, a row that really changed is
+    rewritten with the new build's computed_at, and the marts still equal a full
+    refresh."""
     incremental, full = databases
     landing = tmp_path / "landing"
     landing.mkdir()
@@ -152,6 +154,7 @@ def test_rows_that_come_out_the_same_are_not_rewritten(
                 deal("d1", "open", "100", "USD", "", T.format(1, 9)),
                 deal("d2", "open", "200", "USD", "", T.format(1, 9)),
                 deal("d3", "open", "1000", "EUR", "", T.format(1, 9)),
+                deal("d4", "open", "100", "USD", "", T.format(1, 9)),
             ],
             "touchpoints": [
                 tp("t1", "d1", "p1", "demo", T.format(1, 10)),
@@ -163,27 +166,42 @@ def test_rows_that_come_out_the_same_are_not_rewritten(
             # d1: one more touch by a partner already on it, between its first and
             # last touch: d1 and p1 enter the change log but come out the same.
             "touchpoints": [tp("t4", "d1", "p1", "meeting", T.format(3, 10))],
-            # d2 is won: its facts and p2's figures really change.
-            "deals": [deal("d2", "won", "200", "USD", T.format(6, 12), T.format(6, 12))],
-            # The same rate re-sent as 1.1: d3's amount_usd is the same number, but
-            # a full refresh writes 1100.0 where 1100.00 is stored.
+            "deals": [
+                # d2 is won: its facts and p2's figures really change.
+                deal("d2", "won", "200", "USD", T.format(6, 12), T.format(6, 12)),
+                # d4 again with the same updated_at (loaded last, so current): its
+                # amount is the same number, but a full refresh writes 100.0 where
+                # 100 is stored.
+                deal("d4", "open", "100.0", "USD", "", T.format(1, 9)),
+            ],
+            # The same rate re-sent as 1.1: d3's amount_usd is 1000 × 1.1 = 1100.0
+            # rather than 1100.00, the same once rounded to cents.
             "fx_rates": [{"currency": "EUR", "rate_date": "2026-03-01", "usd_per_unit": "1.1"}],
         },
     ]
 
-    def physical_rows() -> dict[str, dict[object, str]]:
+    def physical_rows() -> dict[str, dict[object, tuple[str, datetime]]]:
+        """Per mart, key → (xmin, computed_at)."""
         return {
-            "fct_deals": dict(
-                fetch(incremental, "select deal_id, xmin::text from marts.fct_deals")
-            ),
-            "partner_performance": dict(
-                fetch(incremental, "select partner_id, xmin::text from marts.partner_performance")
-            ),
-            "org_daily_metrics": {
-                (org, str(day)): xmin
-                for org, day, xmin in fetch(
+            "fct_deals": {
+                deal_id: (xmin, at)
+                for deal_id, xmin, at in fetch(
+                    incremental, "select deal_id, xmin::text, computed_at from marts.fct_deals"
+                )
+            },
+            "partner_performance": {
+                partner_id: (xmin, at)
+                for partner_id, xmin, at in fetch(
                     incremental,
-                    "select org_id, metric_date, xmin::text from marts.org_daily_metrics",
+                    "select partner_id, xmin::text, computed_at from marts.partner_performance",
+                )
+            },
+            "org_daily_metrics": {
+                (org, str(day)): (xmin, at)
+                for org, day, xmin, at in fetch(
+                    incremental,
+                    "select org_id, metric_date, xmin::text, computed_at"
+                    " from marts.org_daily_metrics",
                 )
             },
         }
@@ -200,10 +218,10 @@ def test_rows_that_come_out_the_same_are_not_rewritten(
     build_pair(incremental, full, tmp_path)
     after = physical_rows()
 
-    # Both deals were in this run's change log (the full build before logs nothing;
+    # Every deal was in this run's change log (the full build before logs nothing;
     # entries are pruned only on the next run)...
     logged = fetch(incremental, "select deal_id from intermediate.int_attribution__changed_deals")
-    assert {d for (d,) in logged} == {"d1", "d2", "d3"}
+    assert {d for (d,) in logged} == {"d1", "d2", "d3", "d4"}
     # ...but only the rows that changed were written again. That p1 and d1's
     # creation day were recomputed too (so keeping them is the skip, not an
     # omission) follows from d1 being logged: the marts recompute every partner
@@ -220,8 +238,25 @@ def test_rows_that_come_out_the_same_are_not_rewritten(
     assert ("o1", "2026-03-03") in days and ("o1", "2026-03-06") in days
     # Rows are compared as text: a value that reads differently is rewritten, so the
     # stored text is what a full refresh writes.
+    amount = "select amount::text from marts.fct_deals where deal_id = 'd4'"
+    assert fetch(incremental, amount) == fetch(full, amount) == [("100.0",)]
+    assert after["fct_deals"]["d4"] != before["fct_deals"]["d4"]
+    # Money in cents reads the same however the rate was written: d3 is kept.
     amount_usd = "select amount_usd::text from marts.fct_deals where deal_id = 'd3'"
-    assert fetch(incremental, amount_usd) == fetch(full, amount_usd) == [("1100.0",)]
-    assert after["fct_deals"]["d3"] != before["fct_deals"]["d3"]
+    assert fetch(incremental, amount_usd) == fetch(full, amount_usd) == [("1100.00",)]
+    assert after["fct_deals"]["d3"] == before["fct_deals"]["d3"]
+    # computed_at (docs/contract.md §5.7): a kept row keeps its time; a rewritten or
+    # new row has the second build's time, later than any of the first build.
+    first_build = max(at for rows in before.values() for _, at in rows.values())
+    for table, rows in after.items():
+        for key, (xmin, at) in rows.items():
+            if before[table].get(key, (None,))[0] == xmin:
+                assert at == before[table][key][1], (table, key)
+            else:
+                assert at > first_build, (table, key, at, first_build)
+    rewritten = {
+        (t, k) for t, rows in after.items() for k, r in rows.items() if r != before[t].get(k)
+    }
+    assert ("fct_deals", "d2") in rewritten and ("fct_deals", "d1") not in rewritten
     assert_marts_equal(incremental, full)
     assert_matches_reference(incremental)

@@ -96,31 +96,17 @@ def recorded(env: dict[str, str], run_id: str) -> dict[str, object]:
     return {"run": run, "materialized": materialized, "checks": checks, "dbt_logs": logs}
 
 
-def test_demo_builds_through_daily_refresh_in_the_instance(
-    deployment: dict[str, str],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """`attribution demo` (a smaller dataset, same code): a successful daily_refresh run
-    in the instance, every mart materialized by it, its checks evaluated."""
-    import attribution.demo
-    from attribution.cli import main
-
-    monkeypatch.setattr(attribution.demo, "DEMO_ORGS", 4)
-    monkeypatch.setattr(attribution.demo, "DEMO_DAYS", 20)
-    for key, value in deployment.items():
-        monkeypatch.setenv(key, value)  # dbt, a child of this process, inherits them
-    monkeypatch.delenv("LANDING_DIR", raising=False)  # the demo has its own
-    code = main(["demo", "--workdir", str(tmp_path / "demo")])
-    text = capsys.readouterr().out
-    assert code == 0, text[-4000:]
+def test_demo_builds_through_daily_refresh_in_the_instance(demo_deployment) -> None:
+    """`attribution demo` (the session's demo: a smaller dataset, same code): a
+    successful daily_refresh run in the instance, every mart materialized by it, its
+    checks evaluated."""
+    text = demo_deployment.output
     run_id, outcome = run_of(text)
-    assert outcome == "succeeded"
+    assert run_id == demo_deployment.run_id and outcome == "succeeded"
     for summary in ("raw layer:", "marts:", "attributed revenue by model", "demo finished in"):
         assert summary in text, text[-3000:]
 
-    found = recorded(deployment, run_id)
+    found = recorded(demo_deployment.env, run_id)
     run = found["run"]
     assert run.job_name == JOB and run.status == dg.DagsterRunStatus.SUCCESS
     assert run.run_config.get("ops", {}).get(DBT_OP) is None  # incremental: no full refresh

@@ -28,13 +28,16 @@ def dagster_url_plain(env: dict) -> str:
     return env["DAGSTER_PG_URL"].replace("+psycopg2", "")
 
 
-EXPECTED_JOBS = {"daily_refresh", "ingest", "attribution", "dagster_housekeeping"}
+EXPECTED_JOBS = {"daily_refresh", "ingest", "attribution", "dagster_housekeeping",
+                 "database_backup", "backup_restore_drill"}  # fmt: skip
 EXPECTED_SENSORS = {
     "landing_sensor",
     "won_deals_sensor",
     "run_failure_alert",
     "failed_check_alert",
     "tenant_session_watchdog",
+    "deals_freshness_sensor",  # Dagster's freshness-check sensor (tests/test_builtin_checks.py)
+    "platform_health_automation",  # evaluates platform_health's automation condition
 }
 
 
@@ -93,8 +96,19 @@ def test_definitions_load_with_the_whole_graph(definitions: dg.Definitions) -> N
     schedules = {s.name: s.cron_schedule for s in repo.schedule_defs}
     assert schedules["daily_refresh_schedule"] == "0 1 * * *"
     checks = {key.name for key in graph.asset_check_keys}
-    assert {"backlog_within_limits", "assert_credits_sum_to_one", "deals_loaded_recently"} <= checks
+    assert {"backlog_within_limits", "assert_credits_sum_to_one", "freshness_check"} <= checks
+    # Deals freshness is Dagster's built-in check, on raw/deals.
+    freshness = dg.AssetCheckKey(dg.AssetKey(["raw", "deals"]), "freshness_check")
+    assert freshness in graph.asset_check_keys
     assert any(name.startswith("unique_") for name in checks)  # dbt tests as asset checks
+    # Backups (tests/test_backup_schedule.py): their own job, schedules and check, outside
+    # daily_refresh.
+    backup = dg.AssetKey(["platform", "database_backup"])
+    assert {"database_backup_schedule", "backup_restore_drill_schedule"} <= set(schedules)
+    assert dg.AssetCheckKey(backup, "restore_drill") in graph.asset_check_keys
+    daily = definitions.resolve_job_def("daily_refresh")
+    assert backup not in daily.asset_layer.selected_asset_keys
+    assert not any("restore_drill" in node.name for node in daily.nodes)
 
 
 def test_backlog_thresholds() -> None:
@@ -104,6 +118,9 @@ def test_backlog_thresholds() -> None:
     error = backlog_result(1001, 10.0)
     assert not error.passed and error.severity == dg.AssetCheckSeverity.ERROR
     assert error.metadata["pending_won_deals"].value == 1001
+    # Metadata is what was measured (plotted over time); the limits are in the text.
+    assert set(error.metadata) == {"pending_won_deals", "oldest_pending_seconds"}
+    assert "warn above 500, error above 1000" in (error.description or "")
 
 
 def test_daily_refresh_materializes_everything_and_checks_pass(
@@ -133,6 +150,19 @@ def test_daily_refresh_materializes_everything_and_checks_pass(
         warning = failed["gx_touchpoint_partner_known_same_org"]
         assert warning.severity == dg.AssetCheckSeverity.WARN
         assert warning.metadata["unexpected_count"].value == expected_bad > 0
+        # The rows checked are the table's; the failing ids are listed.
+        (touchpoints,) = fetch(
+            env["DATABASE_URL"], "select count(*) from intermediate.int_touchpoints__current"
+        )[0]
+        assert warning.metadata["element_count"].value == touchpoints > expected_bad
+        assert warning.metadata["unexpected_percent"].value == pytest.approx(
+            100 * expected_bad / touchpoints, abs=1e-4
+        )
+        assert "| organization | failing rows |" in warning.metadata["failing_rows"].value
+    # Dagster's freshness check on raw/deals ran in the run (so `attribution run` lists it).
+    freshness = [e for e in evaluations if e.check_name == "freshness_check"]
+    assert [e.asset_key for e in freshness] == [dg.AssetKey(["raw", "deals"])]
+    assert freshness[0].passed
     raw_deals = [e for e in result.get_asset_materialization_events()
                  if e.asset_key == dg.AssetKey(["raw", "deals"])][0]  # fmt: skip
     assert raw_deals.materialization.metadata["rows_loaded"].value > 0

@@ -172,6 +172,9 @@ def assert_named_failure(evaluation: dg.AssetCheckEvaluation, deal: str = BAD_DE
     assert deal in next(v for k, v in by_org.items() if k.startswith("sample_"))
 
 
+# RUNS_ARE_SLOW: the tests on `runs` run in `make test-all`. `make test` still
+# proves the rule end to end: tests/test_one_execution_path.py's full refresh builds
+# every mart with the bad organization's check failing and naming it.
 @pytest.fixture(scope="module")
 def runs(
     export: Path, deployment: dict[str, str], server_url: str
@@ -210,6 +213,7 @@ def runs(
         drop_database(server_url, "test_isolation_clean")
 
 
+@pytest.mark.slow  # two `attribution run`s and a clean build: ~2 min (RUNS_ARE_SLOW)
 def test_each_run_builds_every_mart_and_fails_only_the_bad_org_checks(runs) -> None:
     outcomes, _ = runs
     for done, events in outcomes:
@@ -239,6 +243,7 @@ def test_each_run_builds_every_mart_and_fails_only_the_bad_org_checks(runs) -> N
             assert evaluations[f"marts/fct_partner_attribution:{name}"].passed
 
 
+@pytest.mark.slow  # two `attribution run`s and a clean build: ~2 min (RUNS_ARE_SLOW)
 def test_other_organizations_marts_equal_a_clean_build_without_the_bad_one(
     runs, deployment: dict[str, str]
 ) -> None:
@@ -261,6 +266,7 @@ def test_other_organizations_marts_equal_a_clean_build_without_the_bad_one(
     assert compared > 150, compared
 
 
+@pytest.mark.slow  # two `attribution run`s and a clean build: ~2 min (RUNS_ARE_SLOW)
 def test_the_bad_organization_is_built_and_consistent_too(deployment: dict[str, str], runs) -> None:
     with psycopg.connect(deployment["DATABASE_URL"]) as conn:
         (amount,) = conn.execute(
@@ -285,6 +291,7 @@ def test_the_bad_organization_is_built_and_consistent_too(deployment: dict[str, 
     assert won == metrics  # the daily metrics include the deal, as fct_deals does
 
 
+@pytest.mark.slow  # two `attribution run`s and a clean build: ~2 min (RUNS_ARE_SLOW)
 def test_a_tiny_amount_goes_through_every_check(deployment: dict[str, str], runs) -> None:
     from orchestration.quality import validate_table
 

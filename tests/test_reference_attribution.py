@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
 
 import pytest
 
@@ -25,6 +26,7 @@ from tests.reference_attribution import (
     expected_deals,
     expected_organizations,
     expected_partner_performance,
+    largest_remainder,
     model_credits,
 )
 
@@ -152,16 +154,31 @@ def scene() -> Raw:
     return raw.partner("px", "o2")
 
 
-def credits_of(rows: dict, deal_id: str, model: str) -> dict[str, float]:
+def credits_of(rows: dict, deal_id: str, model: str) -> dict[str, Decimal]:
     """{partner_id: credit} of one deal and model."""
     return {p: r["credit"] for (d, p, m), r in rows.items() if d == deal_id and m == model}
 
 
+def to_10_decimals(value: float) -> Decimal:
+    """A hand-worked credit as the marts show it: rounded to 10 decimals, halves up."""
+    return Decimal(value).quantize(Decimal("1e-10"), rounding=ROUND_HALF_UP)
+
+
 def assert_credits(rows: dict, deal_id: str, model: str, expected: dict[str, float]) -> None:
+    """Credits equal the hand-worked ones rounded to 10 decimals (docs/contract.md §5.7)."""
     got = credits_of(rows, deal_id, model)
     assert set(got) == set(expected), (model, got)
     for partner_id, credit in expected.items():
-        assert got[partner_id] == pytest.approx(credit, abs=1e-12), (model, partner_id)
+        assert got[partner_id] == to_10_decimals(credit), (model, partner_id, got[partner_id])
+
+
+def amounts_of(rows: dict, deal_id: str, model: str) -> dict[str, Decimal]:
+    """{partner_id: attributed_amount_usd} of one deal and model."""
+    return {
+        p: r["attributed_amount_usd"]
+        for (d, p, m), r in rows.items()
+        if d == deal_id and m == model
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -259,13 +276,65 @@ def test_each_model_end_to_end(model, n):
 
     expected = {p: c for p, c in zip(partners, HAND_CREDITS[model][n], strict=True) if c > 0}
     assert_credits(rows, "d1", model, expected)
+    # Cents (largest remainder): within a cent of credit × 1000, adding up to 1000.00.
+    amounts = amounts_of(rows, "d1", model)
+    assert sum(amounts.values()) == Decimal("1000.00")
     for partner_id, credit in expected.items():
         row = rows[("d1", partner_id, model)]
-        assert row["attributed_amount_usd"] == pytest.approx(1000 * credit, abs=1e-9)
+        assert row["attributed_amount_usd"] == round(row["attributed_amount_usd"], 2)
+        assert abs(float(row["attributed_amount_usd"]) - 1000 * credit) < 0.01
         assert row["deal_amount_usd"] == Decimal("1000")
         assert row["org_id"] == "o1"
         assert row["closed_at"] == CLOSE
         assert row["touchpoint_count"] == 1
+
+
+def test_amounts_are_cents_by_largest_remainder():
+    # The scene of test_each_model_end_to_end, 1000 USD = 100000 cents.
+    raw = scene().deal("d1", amount="1000")
+    for i, (pid, age) in enumerate(zip(["p1", "p2", "p3", "p4", "p5"], AGES[5], strict=True)):
+        raw.tp(f"t{i}", pid, CLOSE - timedelta(days=age))
+    rows = expected_attribution(raw.data())
+    # time decay 1/31, 2/31, 4/31, 8/31, 16/31: 3225.81, 6451.61, 12903.23, 25806.45,
+    # 51612.90 cents; rounded down they total 99997, 3 cents left: to the remainders
+    # 0.90 (p5), 0.81 (p1), 0.61 (p2), not 0.45 (p4) or 0.23 (p3).
+    assert amounts_of(rows, "d1", "time_decay") == {
+        "p1": Decimal("32.26"),
+        "p2": Decimal("64.52"),
+        "p3": Decimal("129.03"),
+        "p4": Decimal("258.06"),
+        "p5": Decimal("516.13"),
+    }
+    # position based 0.4, 1/15 three times, 0.4: 40000, 6666.67 (three equal remainders),
+    # 40000 cents; 2 cents left: to the equal remainders of the smaller ids p2, p3.
+    assert amounts_of(rows, "d1", "position_based") == {
+        "p1": Decimal("400.00"),
+        "p2": Decimal("66.67"),
+        "p3": Decimal("66.67"),
+        "p4": Decimal("66.66"),
+        "p5": Decimal("400.00"),
+    }
+    # linear on the last three (p3, p4, p5), 1/3 each: 33333.33 cents each, 1 cent left: p3.
+    rows = expected_attribution(
+        scene().deal("d1", amount="1000")
+        .tp("t1", "p5", CLOSE - 2 * DAY).tp("t2", "p3", CLOSE - DAY).tp("t3", "p4", CLOSE)
+        .data()
+    )  # fmt: skip
+    assert amounts_of(rows, "d1", "linear") == {
+        "p3": Decimal("333.34"),
+        "p4": Decimal("333.33"),
+        "p5": Decimal("333.33"),
+    }
+
+
+def test_largest_remainder_by_hand():
+    # 100 cents in thirds: 33 each rounded down, 1 left, equal remainders: the smallest key.
+    thirds = {"b": Fraction(100, 3), "a": Fraction(100, 3), "c": Fraction(100, 3)}
+    assert largest_remainder(100, thirds) == {"a": 34, "b": 33, "c": 33}
+    # 10 cents as 1/3 and 2/3: 3.33 and 6.67; the larger remainder wins over the smaller key.
+    assert largest_remainder(10, {"a": Fraction(10, 3), "b": Fraction(20, 3)}) == {"a": 3, "b": 7}
+    # Whole shares: nothing left over.
+    assert largest_remainder(7, {"a": Fraction(7)}) == {"a": 7}
 
 
 def test_partner_with_two_touchpoints_gets_the_sum():
@@ -284,16 +353,13 @@ def test_partner_with_two_touchpoints_gets_the_sum():
     # position based: 0.4, 0.2, 0.4 -> p1 0.8 (720), p2 0.2 (180).
     assert_credits(rows, "d1", "position_based", {"p1": 0.8, "p2": 0.2})
 
-    assert rows[("d1", "p1", "linear")]["attributed_amount_usd"] == pytest.approx(600, abs=1e-9)
-    assert rows[("d1", "p2", "linear")]["attributed_amount_usd"] == pytest.approx(300, abs=1e-9)
-    # 900 * 5/7 = 642.857142..., 900 * 2/7 = 257.142857...
-    assert rows[("d1", "p1", "time_decay")]["attributed_amount_usd"] == pytest.approx(
-        642.857142857, abs=1e-6
-    )
-    assert rows[("d1", "p2", "time_decay")]["attributed_amount_usd"] == pytest.approx(
-        257.142857143, abs=1e-6
-    )
-    assert rows[("d1", "p1", "position_based")]["attributed_amount_usd"] == pytest.approx(720)
+    assert rows[("d1", "p1", "linear")]["attributed_amount_usd"] == Decimal("600.00")
+    assert rows[("d1", "p2", "linear")]["attributed_amount_usd"] == Decimal("300.00")
+    # 900 * 5/7 = 642.857142..., 900 * 2/7 = 257.142857...: 64285 and 25714 cents
+    # rounded down, 1 cent left, to the larger remainder (0.71 > 0.29): p1.
+    assert rows[("d1", "p1", "time_decay")]["attributed_amount_usd"] == Decimal("642.86")
+    assert rows[("d1", "p2", "time_decay")]["attributed_amount_usd"] == Decimal("257.14")
+    assert rows[("d1", "p1", "position_based")]["attributed_amount_usd"] == Decimal("720.00")
     # touchpoint_count is the partner's eligible touchpoints, whatever the model.
     for model in MODELS:
         assert rows[("d1", "p1", model)]["touchpoint_count"] == 2
@@ -344,9 +410,12 @@ def test_time_decay_ages_in_fractional_days_end_to_end():
     raw.tp("t1", "p1", CLOSE - timedelta(days=3, hours=12)).tp("t2", "p2", CLOSE)
     rows = expected_attribution(raw.data())
     assert_credits(rows, "d1", "time_decay", {"p1": math.sqrt(2) - 1, "p2": 2 - math.sqrt(2)})
-    assert rows[("d1", "p1", "time_decay")]["attributed_amount_usd"] == pytest.approx(
-        414.21356237, abs=1e-6
-    )
+    # 1000 * (sqrt2 - 1) = 414.2135..., 1000 * (2 - sqrt2) = 585.7864...: 41421 and 58578
+    # cents rounded down, 1 cent left, to the larger remainder (0.79 > 0.21): p2.
+    assert amounts_of(rows, "d1", "time_decay") == {
+        "p1": Decimal("414.21"),
+        "p2": Decimal("585.79"),
+    }
     # With H = 3.5 days: weights 0.5, 1 -> 1/3, 2/3.
     rows = expected_attribution(raw.data(), half_life_days=3.5)
     assert_credits(rows, "d1", "time_decay", {"p1": 1 / 3, "p2": 2 / 3})
@@ -395,7 +464,7 @@ def test_partners_of_other_orgs_unknown_partners_and_foreign_touchpoints_are_not
     # Only t1 is eligible: n = 1, p1 gets everything in every model.
     for model in MODELS:
         assert_credits(rows, "d1", model, {"p1": 1})
-        assert rows[("d1", "p1", model)]["attributed_amount_usd"] == pytest.approx(1000)
+        assert rows[("d1", "p1", model)]["attributed_amount_usd"] == Decimal("1000.00")
         assert rows[("d1", "p1", model)]["touchpoint_count"] == 1
     assert len(rows) == 5
     facts = expected_deals(raw.data())["d1"]
@@ -466,7 +535,7 @@ def test_latest_rate_on_or_before_the_close_date():
     assert facts["amount_usd"] == Decimal("1100.00")
     row = expected_attribution(raw.data())[("d-eur", "p1", "linear")]
     assert row["deal_amount_usd"] == Decimal("1100.00")
-    assert row["attributed_amount_usd"] == pytest.approx(1100)
+    assert row["attributed_amount_usd"] == Decimal("1100.00")
 
 
 def test_reference_date_is_the_utc_date_of_close():
@@ -524,7 +593,7 @@ def test_usd_needs_no_rate():
     assert expected_deals(raw.data())["d1"]["amount_usd"] == Decimal("1234.56")
     row = expected_attribution(raw.data())[("d1", "p1", "first_touch")]
     assert row["deal_amount_usd"] == Decimal("1234.56")
-    assert row["attributed_amount_usd"] == pytest.approx(1234.56)
+    assert row["attributed_amount_usd"] == Decimal("1234.56")
 
 
 # ---------------------------------------------------------------------------
@@ -733,7 +802,8 @@ def test_small_dataset_invariants():
     data = small_dataset()
     rows = expected_attribution(data)
     facts = expected_deals(data)
-    assert facts["d2"]["amount_usd"] == Decimal("1338.633408")
+    # 1234.56 EUR at 1.0843 = 1338.633408 USD, in cents.
+    assert facts["d2"]["amount_usd"] == Decimal("1338.63")
     assert {d for (d, _, _) in rows} == {"d1", "d2", "d3"}
 
     by_deal_model: dict[tuple[str, str], list[dict]] = defaultdict(list)
@@ -743,9 +813,11 @@ def test_small_dataset_invariants():
         amount_usd = facts[deal_id]["amount_usd"]
         for model in MODELS:
             group = by_deal_model[(deal_id, model)]
-            assert math.fsum(r["credit"] for r in group) == pytest.approx(1, abs=1e-9)
-            attributed = math.fsum(r["attributed_amount_usd"] for r in group)
-            assert attributed == pytest.approx(float(amount_usd), abs=0.01)
+            # Credits rounded to 10 decimals: off 1 by at most 0.5e-10 per partner.
+            total_credit = sum(r["credit"] for r in group)
+            assert abs(total_credit - 1) <= Decimal("0.5e-10") * len(group)
+            # Amounts in cents: exactly the deal's amount.
+            assert sum(r["attributed_amount_usd"] for r in group) == amount_usd
             assert all(r["deal_amount_usd"] == amount_usd for r in group)
 
     # touchpoint_count per partner on d2: p3 has 2, the others 1 (same in every model).
@@ -790,8 +862,8 @@ def test_partner_performance_and_organizations_by_hand():
     assert (p1["sourced_deals_won"], p1["sourced_revenue_usd"]) == (1, Decimal("1000"))
     assert p1["influenced_revenue_usd"] == 0 and p1["win_rate"] == 1
     # linear: 2 touchpoints on d1 -> 500 each; first_touch all 1000 to p1, last_touch none.
-    assert p1["attributed_revenue_usd_linear"] == pytest.approx(500)
-    assert p1["attributed_revenue_usd_first_touch"] == pytest.approx(1000)
+    assert p1["attributed_revenue_usd_linear"] == Decimal("500.00")
+    assert p1["attributed_revenue_usd_first_touch"] == Decimal("1000.00")
     assert p1["attributed_revenue_usd_last_touch"] == 0
     # p2 touched d1 (won, not sourced by p2) and d2 (lost): win rate 1/2, influenced 1000.
     assert (p2["deals_touched"], p2["deals_won"], p2["deals_lost"]) == (2, 1, 1)
@@ -804,3 +876,16 @@ def test_partner_performance_and_organizations_by_hand():
     assert organizations["o1"]["active_partner_count"] == 4
     assert organizations["o2"]["active_partner_count"] == 1
     assert organizations["o1"]["tier"] == "small" and not organizations["o1"]["requires_pagination"]
+
+
+def test_rates_and_averages_are_rounded():
+    # p2 touches d1 (won, 1000.00), d3 (won, 500.01) and d2 (lost).
+    raw = scene().deal("d1").deal("d2", status="lost").deal("d3", amount="500.01")
+    for i, deal_id in enumerate(("d1", "d2", "d3")):
+        raw.tp(f"t{i}", "p2", CLOSE - DAY, deal_id=deal_id)
+    p2 = expected_partner_performance(raw.data())["p2"]
+    # win rate 2/3 = 0.66666666666...: 10 decimals, the last rounded up.
+    assert p2["win_rate"] == Decimal("0.6666666667")
+    # (1000.00 + 500.01) / 2 = 750.005: a half cent, rounded away from zero.
+    assert p2["avg_won_deal_size_usd"] == Decimal("750.01")
+    assert p2["influenced_revenue_usd"] == Decimal("1500.01")

@@ -1,7 +1,7 @@
 {{ config(meta={"dagster": {"ref": {"name": "fct_partner_attribution"}}}) }}
--- Per attributed deal and model, the partners' attributed amounts add up to the
--- deal's USD amount (within a cent). One row per failing deal and model, with its
--- organization, so a failure says whose data it is.
+-- Per attributed deal and model, the partners' attributed amounts (in cents) add
+-- up exactly to the deal's USD amount (in cents). One row per failing deal and
+-- model, with its organization, so a failure says whose data it is.
 select
     deals.org_id,
     attribution.deal_id,
@@ -11,4 +11,4 @@ select
 from {{ ref('fct_partner_attribution') }} as attribution
 inner join {{ ref('fct_deals') }} as deals on attribution.deal_id = deals.deal_id
 group by deals.org_id, attribution.deal_id, attribution.attribution_model
-having abs(sum(attribution.attributed_amount_usd) - max(deals.amount_usd)) > 0.01
+having sum(attribution.attributed_amount_usd) <> max(deals.amount_usd)

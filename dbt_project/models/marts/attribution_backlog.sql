@@ -40,7 +40,9 @@ select
     readable.org_id,
     readable.updated_at,
     batches.finished_at as loaded_at,
-    now() - batches.finished_at as pending_for
+    now() - batches.finished_at as pending_for,
+    -- A view: its rows are computed by the query that reads them.
+    now() as computed_at
 from readable
 inner join {{ ref('stg_crm__ingest_batches') }} as batches
     on readable.batch_id = batches.batch_id

@@ -41,5 +41,6 @@ select
         when active_partner_count >= 50 then 'medium'
         else 'small'
     end as tier,
-    active_partner_count >= 200 as requires_pagination
+    active_partner_count >= 200 as requires_pagination,
+    now() as computed_at
 from sized

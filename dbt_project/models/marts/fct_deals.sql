@@ -45,13 +45,18 @@ eligible_counts as (
     group by deal_id
 ),
 
+-- amount × rate is exact (up to 36 decimals); the mart shows it in cents
+-- (docs/contract.md §5.7), and every USD figure downstream starts from these cents.
 converted as (
     select
         deals.*,
-        case
-            when deals.currency = 'USD' then deals.amount
-            else deals.amount * fx.usd_per_unit
-        end as amount_usd
+        round(
+            case
+                when deals.currency = 'USD' then deals.amount
+                else deals.amount * fx.usd_per_unit
+            end,
+            2
+        ) as amount_usd
     from deals
     left join lateral (
         select rates.usd_per_unit
@@ -107,5 +112,6 @@ select
     facts.is_partner_sourced,
     facts.is_partner_influenced,
     facts.created_date,
-    facts.closed_date
+    facts.closed_date,
+    now() as computed_at
 from facts

@@ -7,8 +7,15 @@
         org_history={"model": "int_deals__mart_state", "column": "org_ids"},
         on_schema_change="fail",
         indexes=[
-            {"columns": ["org_id", "deal_id", "partner_id", "attribution_model"], "unique": True},
-            {"columns": ["org_id", "attribution_model", "partner_id"]},
+            {
+                "columns": ["org_id", "deal_id", "partner_id", "attribution_model"],
+                "unique": True,
+                "name": "fct_partner_attribution__org_deal_partner_model_idx",
+            },
+            {
+                "columns": ["org_id", "attribution_model", "partner_id"],
+                "name": "fct_partner_attribution__org_model_partner_idx",
+            },
             {"columns": ["org_id", "closed_at"]},
         ],
         pre_hook="{{ large_work_mem() }}",
@@ -21,10 +28,14 @@
 -- depends_on: {{ ref('int_attribution__changed_deals') }}
 -- depends_on: {{ ref('int_incremental__watermarks') }}
 
+-- Two indexes are named: <table>__<columns>_idx would pass PostgreSQL's 63
+-- characters (macros/index_names.sql).
+
 -- Credit per (deal, partner, attribution model) for won deals: a
 -- partner's credit is the sum of its eligible touchpoints' credits; rows exist
 -- only where that sum is > 0. A won deal without a USD amount (no FX rate yet)
--- gets no rows until its rate arrives.
+-- gets no rows until its rate arrives. Amounts are cents handed out by largest
+-- remainder, credits are rounded to 10 decimals (docs/contract.md §5.7).
 
 with won_deals as (
     select
@@ -39,13 +50,32 @@ with won_deals as (
         {% if is_incremental() %}and deal_id in {{ changed_deal_ids() }}{% endif %}
 ),
 
+-- The credit formulas divide by n and by the sum of the decay weights: given
+-- with 40 decimals, every quotient carries 40 (PostgreSQL's default is ~20
+-- significant digits). Shares of amounts up to 10^30 USD then stay exact to far
+-- below a cent, and two partners with the same exact share get the same one
+-- here (1/6 + 1/6 and 1/3 differ only past the 40th decimal; see `shares`).
+eligible as (
+    select
+        deal_id,
+        partner_id,
+        position,
+        round(n, 40) as n,
+        decay_weight,
+        round(decay_weight_sum, 40) as decay_weight_sum
+    from {{ ref('int_attribution__eligible_touchpoints') }}
+    where
+        touchpoint_id is not null
+        and deal_id in (select won_deals.deal_id from won_deals)
+),
+
 touchpoint_credits as (
     select
         eligible.deal_id,
         eligible.partner_id,
         models.attribution_model,
         models.credit
-    from {{ ref('int_attribution__eligible_touchpoints') }} as eligible
+    from eligible
     cross join
         lateral (
             values
@@ -53,9 +83,6 @@ touchpoint_credits as (
                 ('{{ model_name }}', ({{ credit_sql }})::numeric){% if not loop.last %},{% endif %}
             {%- endfor %}
         ) as models (attribution_model, credit)
-    where
-        eligible.touchpoint_id is not null
-        and eligible.deal_id in (select won_deals.deal_id from won_deals)
 ),
 
 partner_credits as (
@@ -70,27 +97,33 @@ partner_credits as (
     having sum(credit) > 0
 ),
 
--- Each partner's amount is its credit times the deal's USD amount (numeric
--- multiplication is exact), except for the partner with the largest credit,
--- which takes what is left. The credits are rounded fractions (~20 significant
--- digits), so credit × amount alone misses the deal's amount by cents once that
--- amount passes ~10^18 (10^15 at a high FX rate); the remainder makes the
--- amounts of a deal add up to it exactly under every model. One window pass
--- per (deal, model).
+-- Largest remainder, per (deal, model), in cents: each partner's share of the
+-- deal's cents (credit × cents, rounded at the 20th decimal so that equal
+-- exact shares compare equal) is floored; the cents left over go one each to
+-- the partners with the largest remainders, ties to the smaller partner_id.
+-- The amounts then add up to the deal's amount_usd exactly.
 shares as (
     select
         partner_credits.*,
         won_deals.org_id,
         won_deals.amount_usd,
         won_deals.closed_at,
-        partner_credits.credit * won_deals.amount_usd as share,
-        sum(partner_credits.credit * won_deals.amount_usd) over deal_model as shares_total,
-        row_number() over (
-            deal_model order by partner_credits.credit desc, partner_credits.partner_id collate "C"  -- noqa: RF02
-        ) as credit_rank
+        floor(share.cents) as floor_cents,
+        share.cents - floor(share.cents) as remainder_cents
     from partner_credits
     inner join won_deals on partner_credits.deal_id = won_deals.deal_id
-    window deal_model as (partition by partner_credits.deal_id, partner_credits.attribution_model)
+    cross join lateral (select round(partner_credits.credit * won_deals.amount_usd * 100, 20) as cents) as share
+),
+
+ranked as (
+    select
+        *,
+        amount_usd * 100 - sum(floor_cents) over deal_model as leftover_cents,
+        row_number() over (
+            deal_model order by remainder_cents desc, partner_id collate "C"  -- noqa: RF02
+        ) as remainder_rank
+    from shares
+    window deal_model as (partition by deal_id, attribution_model)
 )
 
 select
@@ -98,15 +131,17 @@ select
     deal_id,
     partner_id,
     attribution_model,
-    -- trim_scale: 0.5 rather than 0.50000000000000000000 for the same value
-    trim_scale(credit) as credit,
-    trim_scale(
-        case when credit_rank = 1 then amount_usd - (shares_total - share) else share end
-    ) as attributed_amount_usd,
+    -- trim_scale: 0.5 rather than 0.5000000000
+    trim_scale(round(credit, 10)) as credit,
+    -- × 0.01, not / 100: a quotient keeps only ~16 significant digits (the cents
+    -- of an amount past 10^14 USD would be lost).
+    (floor_cents + case when remainder_rank <= leftover_cents then 1 else 0 end) * 0.01
+        as attributed_amount_usd,
     amount_usd as deal_amount_usd,
     closed_at,
-    touchpoint_count
-from shares
+    touchpoint_count,
+    now() as computed_at
+from ranked
 
 {% if is_incremental() %}
     union all
@@ -120,6 +155,7 @@ from shares
         null as attributed_amount_usd,
         null as deal_amount_usd,
         null as closed_at,
-        null as touchpoint_count
+        null as touchpoint_count,
+        null as computed_at
     from (select distinct deal_id from {{ changed_deal_ids() }} as c) as changed
 {% endif %}

@@ -208,13 +208,16 @@ select
     daily.deals_created,
     coalesce(daily.deals_won, 0) as deals_won,
     coalesce(daily.deals_lost, 0) as deals_lost,
-    coalesce(daily.revenue_won_usd, 0) as revenue_won_usd,
-    daily.avg_won_deal_size_usd,
-    coalesce(daily.partner_sourced_revenue_usd, 0) as partner_sourced_revenue_usd,
-    coalesce(daily.partner_influenced_revenue_usd, 0) as partner_influenced_revenue_usd,
-    coalesce(attributed.attributed_revenue_usd, 0) as attributed_revenue_usd,
+    -- Money in cents (docs/contract.md §5.7): the sums add up the marts' cents,
+    -- round(…, 2) only writes 0 as 0.00; the average is rounded.
+    round(coalesce(daily.revenue_won_usd, 0), 2) as revenue_won_usd,
+    round(daily.avg_won_deal_size_usd, 2) as avg_won_deal_size_usd,
+    round(coalesce(daily.partner_sourced_revenue_usd, 0), 2) as partner_sourced_revenue_usd,
+    round(coalesce(daily.partner_influenced_revenue_usd, 0), 2) as partner_influenced_revenue_usd,
+    round(coalesce(attributed.attributed_revenue_usd, 0), 2) as attributed_revenue_usd,
     coalesce(daily.touchpoints, 0) as touchpoints,
-    coalesce(attributed.top_partners, '[]'::jsonb) as top_partners
+    coalesce(attributed.top_partners, '[]'::jsonb) as top_partners,
+    now() as computed_at
 from all_keys
 left join daily
     on all_keys.org_id = daily.org_id and all_keys.metric_date = daily.metric_date

@@ -8,7 +8,10 @@
         on_schema_change="fail",
         indexes=[
             {"columns": ["org_id", "partner_id"], "unique": True},
-            {"columns": ["org_id", "attributed_revenue_usd_" ~ var("default_attribution_model")]},
+            {
+                "columns": ["org_id", "attributed_revenue_usd_" ~ var("default_attribution_model")],
+                "name": "partner_performance__org_id_attributed_revenue_idx",
+            },
         ],
         pre_hook="{{ large_work_mem() }}",
         post_hook=[
@@ -20,6 +23,9 @@
 -- depends_on: {{ ref('int_attribution__changed_deals') }}
 -- depends_on: {{ ref('int_deals__mart_state') }}
 -- depends_on: {{ ref('int_incremental__watermarks') }}
+
+-- The leaderboard index has one name whatever the default model
+-- (macros/index_names.sql).
 
 -- One row per partner. Incremental runs rebuild the partners that touched (or
 -- used to touch, or sourced) a changed deal (int_deals__mart_state), and
@@ -107,18 +113,23 @@ select
     coalesce(touched_deals.deals_touched, 0) as deals_touched,
     coalesce(touched_deals.deals_won, 0) as deals_won,
     coalesce(touched_deals.deals_lost, 0) as deals_lost,
-    touched_deals.deals_won::numeric
-    / nullif(touched_deals.deals_won + touched_deals.deals_lost, 0) as win_rate,
+    -- Rates to 10 decimals at most, money in cents (docs/contract.md §5.7); sums
+    -- of the marts' cents are cents already, round(…, 2) only writes 0 as 0.00.
+    trim_scale(round(
+        touched_deals.deals_won::numeric / nullif(touched_deals.deals_won + touched_deals.deals_lost, 0),
+        10
+    )) as win_rate,
     coalesce(sourced.sourced_deals_won, 0) as sourced_deals_won,
-    coalesce(sourced.sourced_revenue_usd, 0) as sourced_revenue_usd,
-    coalesce(touched_deals.influenced_revenue_usd, 0) as influenced_revenue_usd,
+    round(coalesce(sourced.sourced_revenue_usd, 0), 2) as sourced_revenue_usd,
+    round(coalesce(touched_deals.influenced_revenue_usd, 0), 2) as influenced_revenue_usd,
     {%- for model_name in attribution_model_names() %}
-        coalesce(attributed.attributed_revenue_usd_{{ model_name }}, 0)
+        round(coalesce(attributed.attributed_revenue_usd_{{ model_name }}, 0), 2)
             as attributed_revenue_usd_{{ model_name }},
     {%- endfor %}
-    touched_deals.avg_won_deal_size_usd,
+    round(touched_deals.avg_won_deal_size_usd, 2) as avg_won_deal_size_usd,
     touched_deals.first_touch_at,
-    touched_deals.last_touch_at
+    touched_deals.last_touch_at,
+    now() as computed_at
 from partners
 left join touched_deals on partners.partner_id = touched_deals.partner_id
 left join sourced on partners.partner_id = sourced.partner_id

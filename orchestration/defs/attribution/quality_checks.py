@@ -1,9 +1,12 @@
 """Input-data asset checks (great-expectations 1.x, in the database): one per expectation,
 on the tables the marts read (orchestration/quality.py, docs/data-quality.md).
 
-A failing check names the organizations whose rows fail, with sample ids
-(`failing_organizations`, `failures_by_organization`); an expectation that could
-not be evaluated fails with the error instead of stopping the run.
+Every result says how many rows were checked (`element_count`: the table's rows),
+how many fail (`unexpected_count`) and their share (`unexpected_percent`). A
+failing check names the organizations whose rows fail, with sample ids
+(`failing_rows`, a Markdown table; `failing_organizations`,
+`failures_by_organization`); an expectation that could not be evaluated fails
+with the error instead of stopping the run.
 """
 
 from typing import Any
@@ -16,8 +19,9 @@ from orchestration.resources import PlatformDatabase
 
 def check_result(asset: dg.AssetKey, outcome: Outcome) -> dg.AssetCheckResult:
     metadata: dict[str, Any] = {
+        "element_count": outcome.element_count,
         "unexpected_count": outcome.unexpected_count,
-        "element_count": outcome.element_count or 0,
+        "unexpected_percent": outcome.unexpected_percent,
     }
     description = None
     if outcome.exception:

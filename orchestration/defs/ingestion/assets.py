@@ -1,6 +1,18 @@
-"""Ingestion assets: one per raw table, all materialized by one load of the landing folder."""
+"""Ingestion assets: one per raw table, all materialized by one load of the landing folder.
+
+Every run materializes every raw table, files or not: the dbt build depends on
+them, and Dagster skips a step whose upstream output was not yielded — a run that
+brought no partners file would then build no model at all. What a run did to a
+table is in its metadata instead, the way Dagster's built-ins read it:
+`dagster/last_updated_timestamp` is when rows of that table were last loaded (from
+the ledger, so a load by `attribution ingest` counts too), which the built-in
+freshness check of `raw/deals` reads (defs/attribution/checks.py); the data
+version is the last batch that loaded rows, so a run that loaded nothing leaves it
+unchanged.
+"""
 
 from collections import defaultdict
+from typing import Any
 
 import dagster as dg
 
@@ -8,10 +20,47 @@ from ingestion import ingest_directory
 from ingestion.contracts import ENTITIES
 from orchestration.resources import LandingFolder, PlatformDatabase
 from orchestration.retries import DATABASE_RETRY, classify
+from platform_core.database import connect
 
 RAW_TABLE_KEYS = {entity.name: dg.AssetKey(["raw", entity.name]) for entity in ENTITIES}
 LEDGER_KEY = dg.AssetKey(["raw", "ingest_batches"])
 QUARANTINE_KEY = dg.AssetKey(["raw", "quarantine"])
+LAST_UPDATED = "dagster/last_updated_timestamp"  # read by Dagster's freshness checks
+
+
+def last_loads(url: str) -> tuple[dict[str, tuple[float, int]], float | None]:
+    """entity → (when the newest batch that loaded rows of it finished, that batch's id),
+    and when the platform's database was created (its first migration)."""
+    with connect(url) as conn:
+        loads = conn.execute(
+            "select entity, extract(epoch from max(finished_at))::float8, max(batch_id)"
+            " from raw.ingest_batches"
+            " where outcome = 'loaded' and rows_loaded > 0 and entity = any(%s)"
+            " group by entity",
+            [list(RAW_TABLE_KEYS)],
+        ).fetchall()
+        (created,) = conn.execute(
+            "select extract(epoch from min(applied_at))::float8 from public.schema_migrations"
+        ).fetchone()
+    return {entity: (finished, batch) for entity, finished, batch in loads}, created
+
+
+def freshness_metadata(
+    load: tuple[float, int] | None, created: float | None
+) -> tuple[dict[str, Any], dg.DataVersion]:
+    """A raw table's last load as metadata and data version. Never loaded: the clock
+    starts when the database was created, so a new platform has the freshness
+    window to receive its first file, and then the check fails."""
+    if load is None:
+        metadata: dict[str, Any] = {"last_load": "no rows loaded yet"}
+        if created is not None:
+            metadata[LAST_UPDATED] = dg.MetadataValue.timestamp(created)
+        return metadata, dg.DataVersion("no rows loaded")
+    finished, batch = load
+    return (
+        {LAST_UPDATED: dg.MetadataValue.timestamp(finished), "last_load": f"batch {batch}"},
+        dg.DataVersion(f"batch {batch}"),
+    )
 
 
 def _raw_spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
@@ -26,7 +75,12 @@ def _raw_spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
 
 @dg.multi_asset(
     specs=[
-        _raw_spec(key, f"raw.{name}: every version of every {name} row loaded from landing files.")
+        _raw_spec(
+            key,
+            f"raw.{name}: every version of every {name} row loaded from landing files."
+            " Materialized by every load; `dagster/last_updated_timestamp` says when rows"
+            " were last loaded.",
+        )
         for name, key in RAW_TABLE_KEYS.items()
     ]
     + [
@@ -43,6 +97,7 @@ def raw_tables(
     """Load every new or changed file of the landing folder (docs/contract.md §3); a file is loaded once."""
     try:
         report = ingest_directory(database.url, landing.directory)
+        loads, created = last_loads(database.url)
     except Exception as exc:  # noqa: BLE001 - classified: retried only when transient
         raise classify(exc) from None
     per_entity: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -76,7 +131,10 @@ def raw_tables(
             metadata["refused_files"] = dg.MetadataValue.md(
                 "\n".join(f"- {m}" for m in files[name])
             )
-        yield dg.MaterializeResult(asset_key=key, metadata=metadata)
+        last, version = freshness_metadata(loads.get(name), created)
+        yield dg.MaterializeResult(
+            asset_key=key, metadata={**metadata, **last}, data_version=version
+        )
     yield dg.MaterializeResult(
         asset_key=LEDGER_KEY,
         metadata={
