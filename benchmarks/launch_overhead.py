@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +24,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchmarks.latency import _active_partners, drop_wave
+import dagster as dg
+
+from benchmarks.latency import _active_partners, _stop, drop_wave
 from orchestration.instance import instance_ref, open_instance
 from platform_core.database import database_url
 from platform_core.settings import Settings, project_root
@@ -51,16 +51,6 @@ def _start_dev(port: int, log: Path) -> subprocess.Popen:
     )
 
 
-def _stop(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=30)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-
 def _wait_for_server(port: int, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -82,7 +72,7 @@ def _union_seconds(intervals: list[tuple[float, float]]) -> float:
 
 
 def run_figures(instance, run_id: str) -> dict[str, float | str]:
-    record = instance.get_run_records(filters=_runs_filter(run_id), limit=1)[0]
+    record = instance.get_run_records(filters=dg.RunsFilter(run_ids=[run_id]), limit=1)[0]
     steps = [
         (s.start_time, s.end_time)
         for s in instance.get_run_step_stats(run_id)
@@ -100,12 +90,6 @@ def run_figures(instance, run_id: str) -> dict[str, float | str]:
         "overhead_s": round(overhead, 1),
         "overhead_ratio": round(overhead / step_seconds, 3) if step_seconds else float("nan"),
     }
-
-
-def _runs_filter(run_id: str):
-    import dagster as dg
-
-    return dg.RunsFilter(run_ids=[run_id])
 
 
 def _wait_run(instance, run_id: str, timeout: float = 900.0) -> None:
@@ -126,8 +110,6 @@ def _launch_from_ui(port: int, job: str) -> str:
 
 
 def _next_run(instance, job: str, after: set[str], timeout: float = 300.0) -> str:
-    import dagster as dg
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for run in instance.get_runs(filters=dg.RunsFilter(job_name=job), limit=5):

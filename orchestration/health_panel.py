@@ -30,7 +30,8 @@ CONNECTIONS_WARN_PCT = 80.0
 CONNECTIONS_FAIL_PCT = 95.0
 DISK_FREE_WARN_PCT = 20.0
 DISK_FREE_FAIL_PCT = 10.0
-# The backlog_within_limits check's bounds (docs/contract.md §4.6).
+# The backlog's bounds, declared here once: the backlog_within_limits check uses them too
+# (docs/contract.md §4.6).
 BACKLOG_WARN = 500
 BACKLOG_FAIL = 1000
 # A won deal should reach the marts within a minute (docs/contract.md §7).

@@ -15,11 +15,13 @@ from datetime import timedelta
 
 import dagster as dg
 
+# The backlog limits are declared once, with the System Health panel's other limits
+# (the panel judges the backlog by the same numbers).
+from orchestration.health_panel import BACKLOG_FAIL as BACKLOG_ERROR
+from orchestration.health_panel import BACKLOG_WARN
 from orchestration.resources import PlatformDatabase
 from platform_core.database import connect
 
-BACKLOG_WARN = 500
-BACKLOG_ERROR = 1000
 FRESHNESS = timedelta(hours=26)
 RAW_DEALS = dg.AssetKey(["raw", "deals"])
 FRESHNESS_SENSOR_INTERVAL_SECONDS = 600  # as often as backlog_watch
