@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from platform_core.database import DatabaseError, database_url, embedded_server, redact_url
+from platform_core.database import DatabaseError, connect, database_url, embedded_server, redact_url
 from platform_core.settings import Settings
 
 if TYPE_CHECKING:
@@ -251,6 +251,54 @@ def _cmd_bi(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_commissions(args: argparse.Namespace, settings: Settings) -> int:
+    """`close`: the Dagster job close_commission_period, in-process (as the schedule and
+    the UI run it); a close that must not happen is refused first, in one line.
+    `statements`: CSV files from the marts (docs/commissions.md)."""
+    from commissions import CloseRefused, Period, check_close, write_statements
+
+    url = database_url(settings=settings)
+    period = Period.parse(args.period)
+    if args.action == "statements":
+        print(write_statements(url, period, Path(args.out)).line())
+        return 0
+    from platform_core.migrations import migrate
+
+    migrate(url)
+    org_ids = None if args.all else args.org
+    try:
+        check_close(url, period, org_ids)
+    except CloseRefused as refused:
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
+    # Only now: loading Dagster and the definitions takes seconds a refusal need not wait.
+    from orchestration.defs.commissions.closing import CLOSE_JOB, close_run_config
+    from orchestration.run import RunStopped, run_job
+
+    with connect(url) as conn:
+        (before,) = conn.execute(
+            "select coalesce(max(closing_id), 0) from commissions.closings"
+        ).fetchone()
+    try:
+        outcome = run_job(
+            settings, url, CLOSE_JOB, close_run_config(period, org_ids), needs_landing=False
+        )
+    except RunStopped as stopped:
+        return stopped.finish()
+    for failure in outcome.step_failures:
+        print(f"error: {CLOSE_JOB} failed: {failure}", file=sys.stderr)
+    with connect(url) as conn:
+        for org, first, last, count, total in conn.execute(
+            "select org_id, first_period, period, line_count, total_usd from commissions.closings"
+            " where closing_id > %s order by org_id",
+            [before],
+        ):
+            months = f"{first:%Y-%m}" + ("" if first == last else f" to {last:%Y-%m}")
+            print(f"{org}: closed {months}: {count:,} lines, USD {total:,.2f}")
+    print(f"Dagster run {outcome.run_id} of {CLOSE_JOB}: {'succeeded' if outcome.ok else 'FAILED'}")
+    return 0 if outcome.ok else 1
+
+
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from attribution.demo import run_demo
 
@@ -348,6 +396,24 @@ def build_parser() -> argparse.ArgumentParser:
                 help="most connections the login may hold at once (default %(default)s)",
             )
     bi.set_defaults(func=_cmd_bi)
+
+    com = sub.add_parser("commissions", help="close commission periods, write partner statements")
+    com_sub = com.add_subparsers(dest="action", required=True)
+    close = com_sub.add_parser(
+        "close",
+        help="close a month (and every earlier open one) into the commission ledger"
+        " (the Dagster job close_commission_period)",
+    )
+    close.add_argument("--period", required=True, help="the month, YYYY-MM")
+    who = close.add_mutually_exclusive_group(required=True)
+    who.add_argument("--org", action="append", help="an organization (repeatable)")
+    who.add_argument("--all", action="store_true", help="every organization")
+    statements = com_sub.add_parser(
+        "statements", help="one CSV per partner and organization for a month"
+    )
+    statements.add_argument("--period", required=True, help="the month, YYYY-MM")
+    statements.add_argument("--out", required=True, help="the folder to write them to")
+    com.set_defaults(func=_cmd_commissions)
 
     demo = sub.add_parser("demo", help="generate a small dataset and run it end to end")
     demo.add_argument("--workdir", default="data/demo")

@@ -80,6 +80,39 @@ def marts_summary(url: str) -> list[str]:
             """
         ):
             lines.append(f"  {model:<16} {amount:>16,.2f}  ({partners:,} partners)")
+        by_weights, fell_back, reasons = conn.execute(
+            """
+            select count(*) filter (where not data_driven_fallback),
+                   count(*) filter (where data_driven_fallback),
+                   string_agg(distinct data_driven_fallback_reason, '; ')
+            from marts.fct_deals
+            """
+        ).fetchone()
+        lines.append(
+            f"data_driven: {by_weights:,} won deals credited by channel weights,"
+            f" {fell_back:,} fell back to linear" + (f" ({reasons})" if reasons else "")
+        )
+        statements, partners, first, last, closed, due = conn.execute(
+            """
+            select count(*), count(distinct partner_id), min(period), max(period),
+                   count(*) filter (where period_status = 'closed'), coalesce(sum(total_usd), 0)
+            from marts.partner_statements
+            """
+        ).fetchone()
+        span = f", {first:%Y-%m} to {last:%Y-%m}" if first else ""
+        lines.append(
+            f"partner statements: {statements:,} for {partners:,} partners{span}"
+            f" ({closed:,} in closed periods); commissions USD {due:,.2f}"
+        )
+        for org, partner, name, period, total, count in conn.execute(
+            """
+            select org_id, partner_id, partner_name, period, total_usd, line_count
+            from marts.partner_statements order by total_usd desc, partner_id limit 3
+            """
+        ):
+            lines.append(
+                f"  {org} {partner} ({name}) {period:%Y-%m}: USD {total:,.2f} over {count:,} lines"
+            )
         pending, oldest = conn.execute(
             "select count(*), max(pending_for) from marts.attribution_backlog"
         ).fetchone()

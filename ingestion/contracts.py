@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from platform_core.attribution_models import attribution_model_names
+
 
 class Kind(Enum):
     TEXT = "text"  # kept exactly as read
@@ -21,6 +23,8 @@ class Kind(Enum):
     DATE = "date"  # YYYY-MM-DD
     AMOUNT = "amount"  # decimal with '.', 0 <= x <= MAX_AMOUNT
     POSITIVE_AMOUNT = "positive_amount"  # decimal with '.', 0 < x <= MAX_AMOUNT
+    FRACTION = "fraction"  # decimal with '.', 0 <= x <= 1 (a rate: 0.15 is 15 %)
+    COUNT = "count"  # digits only: a whole number from 0 to MAX_COUNT
 
 
 # The type of a field's raw column, by kind: what a valid value is stored as. The
@@ -30,6 +34,8 @@ RAW_TYPES: dict[Kind, str] = {
     Kind.DATE: "date",
     Kind.AMOUNT: "numeric",
     Kind.POSITIVE_AMOUNT: "numeric",
+    Kind.FRACTION: "numeric",
+    Kind.COUNT: "integer",
 }
 # Columns of every raw table besides its entity's fields, all not null: the batch
 # (raw.ingest_batches) and line a row came from, and when it was written.
@@ -51,6 +57,9 @@ class Field:
     required_when: tuple[str, tuple[str, ...]] | None = None
     # An identifier (join key) must not start with a spreadsheet formula character.
     identifier: bool = False
+    # Must be later than this other field of the same kind, when both have a value
+    # (a period's exclusive end after its start).
+    after: str | None = None
 
     @property
     def raw_type(self) -> str:
@@ -81,6 +90,17 @@ class Entity:
     @property
     def required_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields if f.required)
+
+    def __post_init__(self) -> None:
+        # A rule naming another field is checked here, not when a file first meets it:
+        # `after` compares typed values, so both fields are of one typed kind.
+        for f in self.fields:
+            if f.after is not None:
+                other = next((o for o in self.fields if o.name == f.after), None)
+                if other is None or other.kind is not f.kind or f.raw_type == "text":
+                    raise ValueError(
+                        f"{self.name}.{f.name}: after={f.after!r} names no field of its typed kind"
+                    )
 
 
 ORGANIZATIONS = Entity(
@@ -143,9 +163,40 @@ FX_RATES = Entity(
     ),
 )
 
+# The model a plan pays by: any attribution model dbt builds, or `sourced` (the
+# deal's sourcing partner is paid on the whole amount).
+SOURCED_MODEL = "sourced"
+COMMISSION_MODELS: tuple[str, ...] = (*attribution_model_names(), SOURCED_MODEL)
+# Days from a deal's close until its commission is payable, when a plan says none.
+DEFAULT_HOLDING_DAYS = 30
+
+COMMISSION_PLANS = Entity(
+    "commission_plans",
+    (
+        Field("plan_id", required=True, identifier=True),
+        Field("org_id", required=True, identifier=True),
+        # Empty: the organization's default plan, for partners without their own.
+        Field("partner_id", identifier=True),
+        Field("attribution_model", Kind.ENUM, required=True, choices=COMMISSION_MODELS),
+        Field("rate", Kind.FRACTION, required=True),
+        Field("effective_from", Kind.DATE, required=True),
+        # Exclusive; empty: open-ended.
+        Field("effective_to", Kind.DATE, after="effective_from"),
+        Field("holding_days", Kind.COUNT, default=str(DEFAULT_HOLDING_DAYS)),
+        Field("updated_at", Kind.TIMESTAMP, required=True),
+    ),
+)
+
 # Load order: reference data first, so a run's deals and touchpoints find their
-# organizations, partners and rates in the same run.
-ENTITIES: tuple[Entity, ...] = (ORGANIZATIONS, PARTNERS, FX_RATES, DEALS, TOUCHPOINTS)
+# organizations, partners, plans and rates in the same run.
+ENTITIES: tuple[Entity, ...] = (
+    ORGANIZATIONS,
+    PARTNERS,
+    COMMISSION_PLANS,
+    FX_RATES,
+    DEALS,
+    TOUCHPOINTS,
+)
 ENTITY_BY_NAME = {e.name: e for e in ENTITIES}
 FILE_EXTENSIONS = (".csv", ".jsonl")
 # Longest text value accepted; a longer one is quarantined with its length.
@@ -165,6 +216,9 @@ MAX_AMOUNT = 10**15
 # unbounded scale (1e-400) makes products slow, past 16,383 digits no longer exact,
 # and out of range for any float a BI tool or check converts to.
 MAX_DECIMAL_PLACES = 18
+# Largest whole number accepted (a count such as holding_days): what an integer
+# column holds.
+MAX_COUNT = 2**31 - 1
 
 # Timestamps: YYYY-MM-DD, optionally followed by `T` or a space and HH:MM[:SS[.fraction]],
 # then optionally `Z` or an offset ±HH[:MM] (none means UTC). Nothing else: no words

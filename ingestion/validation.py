@@ -5,9 +5,9 @@ streams into the batch's session: the rows that pass every rule, typed, for
 `raw.<entity>`; then, only when some row did not pass, the others with every
 reason, for `raw.quarantine`. Both read the landing table through
 `source_sql`, which computes once per row each field's normalized value, the
-typed value of each timestamp, date and amount (null unless it has the contract's
-form) and the line number (subqueries with OFFSET 0, so PostgreSQL does not
-inline the expressions back into every rule that uses them).
+typed value of each timestamp, date, amount, fraction and count (null unless it
+has the contract's form) and the line number (subqueries with OFFSET 0, so
+PostgreSQL does not inline the expressions back into every rule that uses them).
 
 Validating in the database instead of row by row in Python keeps ingestion near
 COPY speed. The SQL is composed from the contracts with `psycopg.sql`:
@@ -31,6 +31,7 @@ from ingestion.contracts import (
     END_TIMESTAMP_UTC,
     FORMULA_PREFIXES,
     MAX_AMOUNT,
+    MAX_COUNT,
     MAX_DECIMAL_PLACES,
     MAX_FIELD_CHARS,
     MIN_TIMESTAMP_UTC,
@@ -46,7 +47,7 @@ PARSE_ERROR = "_parse_error"
 RAW_TEXT = "_raw_text"
 LINE_NO = "_line_no"
 NORMALIZED = "_n_"  # prefix of the normalized copy of each field in source_sql
-PARSED = "_v_"  # prefix of the typed value of a timestamp, date or amount in source_sql
+PARSED = "_v_"  # prefix of the typed value of a field of a typed kind in source_sql
 
 # Shape checks before the type's own parser, which also accepts words
 # ('yesterday', 'NaN', '2026-02-01 BC', 'epoch'), other date orders and `1_000` /
@@ -55,6 +56,7 @@ PARSED = "_v_"  # prefix of the typed value of a timestamp, date or amount in so
 # use only these characters. Cheap string functions, not regular expressions: they
 # run on every row.
 _DECIMAL_CHARS = "0123456789.eE+-"
+_DIGITS = "0123456789"
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _DIGITS_BUT_NINE, _NINES = "012345678", "999999999"
 
@@ -163,9 +165,8 @@ def _form(field: Field) -> sql.Composable:
             nines=sql.Literal(_NINES),
             shapes=sql.SQL(", ").join(map(sql.Literal, shapes)),
         )
-    return sql.SQL("translate({v}, {chars}, '') = ''").format(
-        v=v, chars=sql.Literal(_DECIMAL_CHARS)
-    )
+    chars = _DIGITS if field.kind is Kind.COUNT else _DECIMAL_CHARS
+    return sql.SQL("translate({v}, {chars}, '') = ''").format(v=v, chars=sql.Literal(chars))
 
 
 def _canonical(field: Field) -> sql.Composable:
@@ -281,10 +282,14 @@ def rules(field: Field, entity: Entity) -> list[Rule]:
             )
         case Kind.TIMESTAMP | Kind.DATE:
             found += _temporal_rules(field, shown)
-        case Kind.AMOUNT | Kind.POSITIVE_AMOUNT:
-            found += _amount_rules(field, shown)
+        case Kind.AMOUNT | Kind.POSITIVE_AMOUNT | Kind.FRACTION:
+            found += _decimal_rules(field, shown)
+        case Kind.COUNT:
+            found.append(_count_rule(field, shown))
         case _:
             pass
+    if field.after is not None:
+        found.append(_after_rule(field, entity.field(field.after), shown))
     return found
 
 
@@ -343,12 +348,42 @@ def _temporal_rules(field: Field, shown: sql.Composable) -> list[Rule]:
     ]
 
 
-def _amount_rules(field: Field, shown: sql.Composable) -> list[Rule]:
-    """A decimal number, then its bounds: the sign, MAX_AMOUNT, MAX_DECIMAL_PLACES."""
+def _decimal_rules(field: Field, shown: sql.Composable) -> list[Rule]:
+    """A decimal number, then its bounds: for an amount the sign and MAX_AMOUNT, for a
+    fraction 0 to 1; for both at most MAX_DECIMAL_PLACES."""
     name = field.name
     n, v = normalized_column(field), parsed_column(field)
-    positive = field.kind is Kind.POSITIVE_AMOUNT
-    bounds = f"at most {MAX_AMOUNT} with at most {MAX_DECIMAL_PLACES} decimal places"
+    if field.kind is Kind.FRACTION:
+        bounds = "a decimal fraction from 0 to 1, such as 0.15 for 15 %"
+        out_of_range = _message(f"{name}: %s is not between 0 and 1 (expected {bounds})", shown)
+        range_rules = [
+            Rule(
+                sql.SQL("({v} is null or ({v} >= 0 and {v} <= 1))").format(v=v),
+                out_of_range,
+            )
+        ]
+    else:
+        positive = field.kind is Kind.POSITIVE_AMOUNT
+        bounds = f"at most {MAX_AMOUNT} with at most {MAX_DECIMAL_PLACES} decimal places"
+        out_of_range = _message(f"{name}: %s is out of range (expected {bounds})", shown)
+        range_rules = [
+            Rule(
+                sql.SQL("({v} is null or {v} {cmp} 0)").format(
+                    v=v, cmp=sql.SQL(">" if positive else ">=")
+                ),
+                _message(
+                    f"{name}: %s is {'not greater than 0' if positive else 'negative'}"
+                    f" (expected {'> 0' if positive else '>= 0'})",
+                    shown,
+                ),
+            ),
+            Rule(
+                sql.SQL("({v} is null or {v} <= {max}::numeric)").format(
+                    v=v, max=sql.Literal(str(MAX_AMOUNT))
+                ),
+                _message(f"{name}: %s is too large (expected at most {MAX_AMOUNT})", shown),
+            ),
+        ]
     return [
         Rule(
             sql.SQL("({} is null or {} is not null)").format(n, v),
@@ -360,7 +395,7 @@ def _amount_rules(field: Field, shown: sql.Composable) -> list[Rule]:
             ).format(
                 n=n,
                 chars=sql.Literal(_DECIMAL_CHARS),
-                out_of_range=_message(f"{name}: %s is out of range (expected {bounds})", shown),
+                out_of_range=out_of_range,
                 not_a_number=_message(
                     f"{name}: %s is not a decimal number"
                     " (expected digits with '.' as the decimal separator)",
@@ -368,22 +403,7 @@ def _amount_rules(field: Field, shown: sql.Composable) -> list[Rule]:
                 ),
             ),
         ),
-        Rule(
-            sql.SQL("({v} is null or {v} {cmp} 0)").format(
-                v=v, cmp=sql.SQL(">" if positive else ">=")
-            ),
-            _message(
-                f"{name}: %s is {'not greater than 0' if positive else 'negative'}"
-                f" (expected {'> 0' if positive else '>= 0'})",
-                shown,
-            ),
-        ),
-        Rule(
-            sql.SQL("({v} is null or {v} <= {max}::numeric)").format(
-                v=v, max=sql.Literal(str(MAX_AMOUNT))
-            ),
-            _message(f"{name}: %s is too large (expected at most {MAX_AMOUNT})", shown),
-        ),
+        *range_rules,
         Rule(
             sql.SQL("({v} is null or scale({v}) <= {places})").format(
                 v=v, places=sql.Literal(MAX_DECIMAL_PLACES)
@@ -395,6 +415,41 @@ def _amount_rules(field: Field, shown: sql.Composable) -> list[Rule]:
             ),
         ),
     ]
+
+
+def _count_rule(field: Field, shown: sql.Composable) -> Rule:
+    """Digits only (no sign, point or exponent: '-3', '2.5', '1e3' are not counts), at
+    most MAX_COUNT. One rule: a value of digits that did not parse is too large."""
+    name = field.name
+    n, v = normalized_column(field), parsed_column(field)
+    return Rule(
+        sql.SQL("({} is null or {} is not null)").format(n, v),
+        sql.SQL("case when {form} then {too_large} else {not_a_count} end").format(
+            form=_form(field),
+            too_large=_message(
+                f"{name}: %s is too large for an integer ≥ 0 (expected at most {MAX_COUNT})",
+                shown,
+            ),
+            not_a_count=_message(
+                f"{name}: %s is not an integer ≥ 0 (expected digits only, such as 30)", shown
+            ),
+        ),
+    )
+
+
+def _after_rule(field: Field, other: Field, shown: sql.Composable) -> Rule:
+    """A value later than the other field's (typed values: a day after a day). Judged
+    only when both are valid; the other rules name a missing or malformed one."""
+    v, w = parsed_column(field), parsed_column(other)
+    return Rule(
+        sql.SQL("({v} is null or {w} is null or {v} > {w})").format(v=v, w=w),
+        _message(
+            f"{field.name}: %s is not after {other.name} %s"
+            f" (expected {field.name} later than {other.name}, or empty)",
+            shown,
+            _shown(sql.Identifier(other.name)),
+        ),
+    )
 
 
 def _formula_rule(name: str, raw: sql.Composable) -> Rule:

@@ -33,17 +33,17 @@ DEFAULT_OWNER = "team:data-platform"
 
 class AttributionTranslator(DagsterDbtTranslator):
     """Keys are <schema>/<name> (sources: raw/<table>, so they connect to the
-    ingestion assets); groups follow the dbt folder; owners come from `meta.owner`;
+    ingestion assets, and commissions/<table>, the close job's); groups follow the dbt folder; owners come from `meta.owner`;
     dbt tests are asset checks that never block."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
-        if dbt_resource_props["resource_type"] == "source":
-            return dg.AssetKey(["raw", dbt_resource_props["name"]])
+        # A source's schema: raw/<table> for the CRM tables (the ingestion assets),
+        # commissions/<table> for the ledger (the close job's assets).
         return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props["resource_type"] == "source":
-            return "ingestion"
+            return "commissions" if dbt_resource_props["schema"] == "commissions" else "ingestion"
         folder = dbt_resource_props["fqn"][1] if len(dbt_resource_props["fqn"]) > 2 else None
         return GROUPS.get(folder or "", "attribution")
 

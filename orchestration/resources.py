@@ -60,19 +60,23 @@ def platform_resources() -> dict[str, Any]:
     }
 
 
-def configured_resources(settings: Settings, database_url: str) -> dict[str, Any]:
+def configured_resources(
+    settings: Settings, database_url: str, needs_landing: bool = True
+) -> dict[str, Any]:
     """For a command: the values it resolved (the database URL: `DATABASE_URL` or the
     embedded server's) and read from its settings (the landing folder, the webhook).
+    A job that ingests nothing (`needs_landing=False`: closing commissions) runs
+    without LANDING_DIR.
 
     Given by value, not as resource config: Dagster stores a job's snapshot, with
     its resources' config, in its storage, and a URL holds a password (a webhook URL
     a token). A hardcoded resource has no config to store."""
-    if settings.landing_dir is None:
+    if settings.landing_dir is None and needs_landing:
         raise ValueError("set LANDING_DIR to the folder where CRM exports land")
     given = dg.ResourceDefinition.hardcoded_resource
     return {
         "database": given(PlatformDatabase(url=database_url)),
-        "landing": given(LandingFolder(path=str(settings.landing_dir))),
+        "landing": given(LandingFolder(path=str(settings.landing_dir or ""))),
         "alert_webhook": given(AlertWebhook(webhook_url=settings.alert_webhook_url)),
         "dbt": dbt_cli(),
     }

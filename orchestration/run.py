@@ -134,24 +134,35 @@ def run_daily_refresh(
 ) -> RefreshOutcome:
     """Execute `daily_refresh` on the instance and resources of `settings` (the database
     at `platform_url`); a SIGTERM or SIGINT meanwhile raises `RunStopped`."""
+    return run_job(settings, platform_url, JOB, run_config(full_refresh))
+
+
+def run_job(
+    settings: Settings,
+    platform_url: str,
+    job_name: str,
+    config: dict[str, object],
+    needs_landing: bool = True,
+) -> RefreshOutcome:
+    """Execute the job `job_name` with run config `config`, in-process, as
+    `run_daily_refresh` does (`attribution commissions close` runs its job so)."""
     from orchestration.resources import configured_resources
 
-    resources = configured_resources(settings, platform_url)
+    resources = configured_resources(settings, platform_url, needs_landing)
     ref = instance_ref(settings, platform_url)
     token = uuid.uuid4().hex
     hooks = _Daily(token, ref)
     stopper = StopOnSignal(platform_url, hooks)
     try:
-        return stopper.run(
-            lambda: _execute_daily_refresh(ref, resources, run_config(full_refresh), token, stopper)
-        )
+        return stopper.run(lambda: _execute(ref, resources, job_name, config, token, stopper))
     finally:
         hooks.close()
 
 
-def _execute_daily_refresh(
+def _execute(
     ref: InstanceRef,
     resources: dict[str, object],
+    job_name: str,
     config: dict[str, object],
     token: str,
     stopper: StopOnSignal,
@@ -163,7 +174,7 @@ def _execute_daily_refresh(
         for run_id in fail_abandoned_runs(instance):
             print(f"run {run_id} was abandoned by a killed process: marked failed")
         stopper.checkpoint()  # stopped while the definitions loaded: start no run
-        result = definitions.resolve_job_def(JOB).execute_in_process(
+        result = definitions.resolve_job_def(job_name).execute_in_process(
             run_config=config,
             instance=instance,
             raise_on_error=False,

@@ -79,6 +79,14 @@ DBT_BUILD = AdvisoryLock(
 INGESTION = AdvisoryLock(
     "the ingestion lock", "attribution.ingest", "ATTRIBUTION_INGEST_LOCK_WAIT", 600
 )
+# Held by `attribution commissions close` while it records one organization's
+# lines: two closes never read the same open lines (docs/commissions.md).
+COMMISSION_CLOSE = AdvisoryLock(
+    "the commission close lock",
+    "attribution.commission_close",
+    "ATTRIBUTION_CLOSE_LOCK_WAIT",
+    600,
+)
 # Migrations take seconds; a migration that builds an index on a large table, minutes.
 MIGRATIONS = AdvisoryLock("the migration lock", 0x5A77_0001, "ATTRIBUTION_MIGRATION_LOCK_WAIT", 600)
 

@@ -1,8 +1,8 @@
 """Synthetic input data for the partner-attribution platform.
 
 ``generate(out_dir, preset=..., months=..., seed=...)`` writes organizations,
-partners, and per-day deals, touchpoints and exchange-rate files in the
-platform's input format (CSV or JSON Lines).  See ``docs/synthetic-data.md``.
+partners, and per-day deals, touchpoints, exchange-rate and commission-plan files
+in the platform's input format (CSV or JSON Lines).  See ``docs/synthetic-data.md``.
 """
 
 from ._contract import BAD_KINDS, ENTITIES, FIELDS, REQUIRED

@@ -10,12 +10,33 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from datetime import date, timedelta
 
-from ingestion.contracts import DEALS, FX_RATES, ORGANIZATIONS, PARTNERS, TOUCHPOINTS, Entity, Kind
+from ingestion.contracts import (
+    COMMISSION_PLANS,
+    DEALS,
+    FX_RATES,
+    ORGANIZATIONS,
+    PARTNERS,
+    TOUCHPOINTS,
+    Entity,
+    Kind,
+)
 
 # The generator's order of entities. Its random state is drawn in this order, so the
-# order is part of what a seed means: another order writes other bytes.
-_ORDER: tuple[Entity, ...] = (ORGANIZATIONS, PARTNERS, DEALS, TOUCHPOINTS, FX_RATES)
+# order is part of what a seed means: another order writes other bytes. An entity
+# added later goes last (and draws after the first ones: BadRowInjector), so a seed
+# keeps writing the same files for the entities it already had.
+_ORDER: tuple[Entity, ...] = (
+    ORGANIZATIONS,
+    PARTNERS,
+    DEALS,
+    TOUCHPOINTS,
+    FX_RATES,
+    COMMISSION_PLANS,
+)
+# How many of _ORDER the first generator had.
+_FIRST_ENTITIES = 5
 _BY_NAME = {e.name: e for e in _ORDER}
 
 ENTITIES = tuple(e.name for e in _ORDER)
@@ -38,6 +59,9 @@ _BREAKS: dict[str, Callable[[Entity], tuple[str, ...]]] = {
     "bad_currency": lambda e: _of_kind(e, Kind.CURRENCY),
     "missing_closed_at": lambda e: tuple(f.name for f in e.fields if f.required_when),
     "bad_rate": lambda e: _of_kind(e, Kind.POSITIVE_AMOUNT),
+    "bad_fraction": lambda e: _of_kind(e, Kind.FRACTION),
+    "bad_count": lambda e: _of_kind(e, Kind.COUNT),
+    "not_after": lambda e: tuple(f.name for f in e.fields if f.after),
 }
 # entity -> breakage kind -> the fields it breaks.
 _TARGETS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -59,8 +83,12 @@ _BAD_AMOUNTS = ("12,50", "1.234,56", "ten", "N/A")
 _BAD_CHOICES = {
     ("deals", "status"): ("pending", "closed", "deleted", "w0n"),
     ("partners", "status"): ("paused", "deleted", "enabled"),
+    ("commission_plans", "attribution_model"): ("shapley", "last-touch", "linear_v2", "u_shaped"),
 }
 _BAD_CURRENCIES = ("US", "EURO", "€", "12", "E1R")
+# A rate as a percentage, with a decimal comma, negative, or in words.
+_BAD_FRACTIONS = ("15", "12.5", "1.5", "0,15", "12%", "-0.05", "ten percent")
+_BAD_COUNTS = ("-3", "2.5", "thirty", "30 days", "1e2")
 
 
 def _pick(rng: random.Random, values: tuple[str, ...]) -> str:
@@ -101,6 +129,14 @@ def corrupt(entity: str, row: tuple[str, ...], kind: str, rng: random.Random) ->
         out[i] = ""
     elif kind == "bad_rate":
         out[i] = ("0", "0.000000", "-" + row[i])[int(rng.random() * 3)]
+    elif kind == "bad_fraction":
+        out[i] = _pick(rng, _BAD_FRACTIONS)
+    elif kind == "bad_count":
+        out[i] = _pick(rng, _BAD_COUNTS)
+    elif kind == "not_after":
+        # The same day as the field it must follow, or up to 30 days before it.
+        start = date.fromisoformat(row[fields.index(_BY_NAME[entity].field(targets[0]).after)])
+        out[i] = (start - timedelta(days=int(rng.random() * 31))).isoformat()
     else:  # pragma: no cover - programming error
         raise ValueError(f"unknown breakage kind {kind!r}")
     return tuple(out)
@@ -122,8 +158,12 @@ class BadRowInjector:
     def __init__(self, rate: float, seed_rng: random.Random) -> None:
         self.rate = rate
         self.ratio = rate / (1.0 - rate) if rate > 0 else 0.0  # bad rows per valid row
-        self.carry = {e: seed_rng.random() for e in ENTITIES}
-        self.next_kind = {e: int(seed_rng.random() * len(BAD_KINDS[e])) for e in ENTITIES}
+        first, added = ENTITIES[:_FIRST_ENTITIES], ENTITIES[_FIRST_ENTITIES:]
+        self.carry = {e: seed_rng.random() for e in first}
+        self.next_kind = {e: int(seed_rng.random() * len(BAD_KINDS[e])) for e in first}
+        for e in added:
+            self.carry[e] = seed_rng.random()
+            self.next_kind[e] = int(seed_rng.random() * len(BAD_KINDS[e]))
         self.kind_counts: dict[str, int] = {}
 
     def inject(

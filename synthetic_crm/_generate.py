@@ -13,6 +13,7 @@ from ._activity import FxWalk, deals_for_day
 from ._clock import Clock
 from ._contract import ENTITIES, FIELDS, BadRowInjector
 from ._io import Spool, write_rows
+from ._plans import initial_plans, plan_updates
 from ._rand import rng_for
 from ._world import build_world, world_updates
 
@@ -68,10 +69,11 @@ class GenerationSummary:
             f"preset {self.preset}, seed {self.seed}, {span}",
             f"{self.orgs:,} orgs, {self.partners:,} partners, {self.deals_created:,} deals created",
         ]
+        width = max(map(len, ENTITIES)) + 2
         for entity in ENTITIES:
             bad = self.bad_rows.get(entity, 0)
             out.append(
-                f"  {entity:<14}{self.rows.get(entity, 0):>12,} rows"
+                f"  {entity:<{width}}{self.rows.get(entity, 0):>12,} rows"
                 + (f"  ({bad:,} deliberately bad)" if bad else "")
             )
         return out
@@ -146,6 +148,7 @@ def generate(
 
     deals_per_day = n_orgs * p.deals_per_org_per_month / DAYS_PER_MONTH
     fx = FxWalk(seed)
+    plans, plan_rows = initial_plans(world, seed)
     spool_dir = Path(tempfile.mkdtemp(prefix=".synthetic-spool-", dir=out_dir))
     try:
         spool = Spool(spool_dir)
@@ -174,6 +177,10 @@ def generate(
                     emit("organizations", f"organizations_{d}", org_rows, day)
                 if partner_rows:
                     emit("partners", f"partners_{d}", partner_rows, day)
+                plan_rows = plan_updates(plans, world, seed, day, clock)
+            # Day 0 writes the plans in place when the export starts.
+            if plan_rows:
+                emit("commission_plans", f"commission_plans_{d}", plan_rows, day)
     finally:
         shutil.rmtree(spool_dir, ignore_errors=True)
     return summary

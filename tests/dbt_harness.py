@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from decimal import Decimal
@@ -24,13 +25,14 @@ from tests.conftest import create_database, drop_database
 # int_deals__mart_state's history arrays accumulate every partner, organization
 # and day a deal has counted for, so they legitimately differ between
 # incremental and full builds; its other columns must not.
-BOOKKEEPING = {"partner_ids", "org_ids", "metric_dates"}
+BOOKKEEPING = {"partner_ids", "org_ids", "metric_dates", "closed_months"}
 MARTS = {
     "fct_partner_attribution": ("deal_id", "partner_id", "attribution_model"),
     "fct_deals": ("deal_id",),
     "partner_performance": ("partner_id",),
     "org_daily_metrics": ("org_id", "metric_date"),
     "dim_organizations": ("org_id",),
+    "attribution_channel_weights": ("org_id", "month", "channel"),
 }
 
 
@@ -40,11 +42,34 @@ def dbt(url: str, tmp: Path, *args: str) -> str:
     return result.stdout
 
 
-def build(url: str, tmp: Path, full_refresh: bool = False) -> None:
-    dbt(url, tmp, "run", *(["--full-refresh"] if full_refresh else []))
+# dbt vars a test may set, and the reference's parameter for each: a build and
+# the reference it is compared with must use the same values.
+REFERENCE_PARAMETERS = {
+    "attribution_lookback_days": "lookback_days",
+    "data_driven_min_paths": "min_paths",
+    "data_driven_max_channels": "max_channels",
+}
+
+DbtVars = Mapping[str, int]
 
 
-def build_pair(incremental: str, full: str, tmp: Path) -> None:
+def reference_parameters(dbt_vars: DbtVars | None) -> dict[str, int]:
+    """The reference's keyword arguments for a build run with `dbt_vars`."""
+    unknown = set(dbt_vars or {}) - REFERENCE_PARAMETERS.keys()
+    assert not unknown, f"the reference has no parameter for dbt vars {sorted(unknown)}"
+    return {REFERENCE_PARAMETERS[name]: value for name, value in (dbt_vars or {}).items()}
+
+
+def build(url: str, tmp: Path, full_refresh: bool = False, dbt_vars: DbtVars | None = None) -> None:
+    """`dbt run`, with `dbt_vars` (e.g. {"data_driven_min_paths": 2}) when given: the
+    same vars on every run of a database, as a deployment would keep them."""
+    args = ["--full-refresh"] if full_refresh else []
+    if dbt_vars:
+        args += ["--vars", json.dumps(dict(dbt_vars))]
+    dbt(url, tmp, "run", *args)
+
+
+def build_pair(incremental: str, full: str, tmp: Path, dbt_vars: DbtVars | None = None) -> None:
     """An incremental run on one database and a full refresh on the other, side by side.
 
     They are separate dbt processes on separate databases, so running them at
@@ -52,8 +77,8 @@ def build_pair(incremental: str, full: str, tmp: Path) -> None:
     """
     with ThreadPoolExecutor(max_workers=2) as pool:
         runs = [
-            pool.submit(build, incremental, tmp / "dbt-inc"),
-            pool.submit(build, full, tmp / "dbt-full", True),
+            pool.submit(build, incremental, tmp / "dbt-inc", False, dbt_vars),
+            pool.submit(build, full, tmp / "dbt-full", True, dbt_vars),
         ]
         for run in runs:
             run.result()
@@ -172,11 +197,14 @@ def _close(a: object, b: object, tolerance: Decimal) -> bool:
     return abs(Decimal(a) - Decimal(b)) <= tolerance  # type: ignore[arg-type]
 
 
-def assert_matches_reference(url: str) -> int:
-    """marts.fct_partner_attribution and marts.fct_deals equal the reference. Returns rows compared."""
+def assert_matches_reference(url: str, dbt_vars: DbtVars | None = None) -> int:
+    """marts.fct_partner_attribution, marts.fct_deals and marts.attribution_channel_weights
+    equal the reference (given the dbt vars the marts were built with). Returns
+    attribution rows compared."""
+    parameters = reference_parameters(dbt_vars)
     with psycopg.connect(url) as conn:
         data = reference.from_database(conn)
-    expected = reference.expected_attribution(data)
+    expected = reference.expected_attribution(data, **parameters)
     actual = mart(url, "fct_partner_attribution")
     assert actual.keys() == expected.keys(), (
         f"only in marts {sorted(actual.keys() - expected.keys())[:5]},"
@@ -197,18 +225,31 @@ def assert_matches_reference(url: str) -> int:
         assert got["closed_at"] == want["closed_at"], key
         assert got["org_id"] == want["org_id"], key
 
-    deals_expected = reference.expected_deals(data)
+    deals_expected = reference.expected_deals(data, **parameters)
     deals_actual = mart(url, "fct_deals")
     assert deals_actual.keys() == {(k,) for k in deals_expected}
     fields = (
         "org_id", "deal_name", "status", "amount", "currency", "amount_usd", "created_at",
         "closed_at", "is_won", "eligible_touchpoint_count", "touching_partner_count",
         "sourced_partner_id", "is_partner_sourced", "is_partner_influenced",
+        "data_driven_fallback", "data_driven_fallback_reason",
     )  # fmt: skip
     for deal_id, want in deals_expected.items():
         got = deals_actual[(deal_id,)]
         for field in fields:
             assert got[field] == want[field], (deal_id, field, got[field], want[field])
+
+    # Exact at the stored 10 decimals: the marts solve the chain in double
+    # precision and round, the reference solves it in fractions and rounds.
+    weights_expected = reference.expected_channel_weights(data, **parameters)
+    weights_actual = mart(url, "attribution_channel_weights")
+    assert weights_actual.keys() == weights_expected.keys(), (
+        f"only in marts {sorted(weights_actual.keys() - weights_expected.keys())[:5]},"
+        f" only in reference {sorted(weights_expected.keys() - weights_actual.keys())[:5]}"
+    )
+    for key, want in weights_expected.items():
+        got = {field: weights_actual[key][field] for field in want}
+        assert got == want, (key, got, want)
     return len(expected)
 
 
@@ -257,12 +298,13 @@ def _assert_row(table: str, key: object, got: dict, want: dict) -> None:
             assert got[field] == value, (table, key, field, got[field], value)
 
 
-def assert_partner_marts_match_reference(url: str) -> None:
+def assert_partner_marts_match_reference(url: str, dbt_vars: DbtVars | None = None) -> None:
     """marts.partner_performance and marts.dim_organizations equal the reference."""
+    parameters = reference_parameters(dbt_vars)
     with psycopg.connect(url) as conn:
         data = reference.from_database(conn)
     for table, expected in (
-        ("partner_performance", reference.expected_partner_performance(data)),
+        ("partner_performance", reference.expected_partner_performance(data, **parameters)),
         ("dim_organizations", reference.expected_organizations(data)),
     ):
         actual = mart(url, table)

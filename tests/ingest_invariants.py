@@ -51,6 +51,10 @@ EXPECTATIONS = (
     "decimal places (expected at most",
     "(expected a timestamp from 0001-01-01T00:00:00Z",
     "(expected an identifier not starting with",
+    "(expected a decimal fraction from 0 to 1",
+    "(expected digits only",
+    "(expected at most 2147483647)",
+    "later than",
 )
 
 

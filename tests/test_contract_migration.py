@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from ingestion.contracts import (
+    COMMISSION_PLANS,
     DEALS,
     ENTITIES,
     PARTNERS,
@@ -105,8 +106,12 @@ def _with_field(entity: Entity, field_name: str, **changes: object) -> Entity:
         (_with_field(DEALS, "currency", kind=Kind.AMOUNT), ["raw.deals.currency: text"]),
         (replace(DEALS, fields=(*DEALS.fields, Field("region"))), ["raw.deals.region: missing"]),
         (replace(DEALS, name="opportunities"), ["raw.opportunities does not exist"]),
+        (_with_field(COMMISSION_PLANS, "holding_days", kind=Kind.FRACTION),
+         ["raw.commission_plans.holding_days: integer"]),
+        (_with_field(COMMISSION_PLANS, "rate", kind=Kind.COUNT), ["raw.commission_plans.rate: numeric"]),
     ],
-    ids=["renamed", "now-required", "default-dropped", "retyped", "text-to-amount", "added", "new-entity"],
+    ids=["renamed", "now-required", "default-dropped", "retyped", "text-to-amount", "added", "new-entity",
+         "count-to-fraction", "fraction-to-count"],
 )  # fmt: skip
 def test_a_contract_change_without_a_migration_is_caught(
     conn: psycopg.Connection, changed: Entity, expected: list[str]
@@ -115,3 +120,14 @@ def test_a_contract_change_without_a_migration_is_caught(
     assert len(found) == len(expected), found
     for line, start in zip(sorted(found), sorted(expected), strict=True):
         assert line.startswith(start), (line, start)
+
+
+@pytest.mark.parametrize(
+    "field_name, after",
+    [("effective_to", "effective_until"), ("effective_to", "updated_at"), ("org_id", "plan_id")],
+)
+def test_an_order_rule_must_name_a_field_of_its_typed_kind(field_name: str, after: str) -> None:
+    """`after` compares typed values: a missing field, another kind (a timestamp is not
+    a date) or text is refused when the contract is declared, not when a file arrives."""
+    with pytest.raises(ValueError, match=f"after='{after}'"):
+        _with_field(COMMISSION_PLANS, field_name, after=after)

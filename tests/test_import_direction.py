@@ -1,6 +1,7 @@
 """The house's arrows (docs/architecture.md): which package may import which.
 
-attribution (the CLI) → orchestration → ingestion → platform_core; synthetic_crm reads
+attribution (the CLI) → orchestration → ingestion, commissions → platform_core;
+commissions reads the spreadsheet rule of the input contract; synthetic_crm reads
 the input contract (ingestion.contracts); benchmarks/ and tests/ are dev-only trees
 that nothing in the product imports, and that the wheel does not ship. Read from the
 source with `ast`, so an import inside a function counts as much as one at the top.
@@ -18,15 +19,23 @@ from setuptools import find_packages
 from platform_core.settings import project_root
 
 ROOT = project_root()
-PRODUCT = ("platform_core", "ingestion", "orchestration", "attribution", "synthetic_crm")
+PRODUCT = (
+    "platform_core",
+    "ingestion",
+    "commissions",
+    "orchestration",
+    "attribution",
+    "synthetic_crm",
+)
 DEV_ONLY = ("benchmarks", "tests")
 # What each product package may import of ours (itself always allowed).
 ALLOWED = {
     "platform_core": set(),
     "ingestion": {"platform_core"},
-    "orchestration": {"platform_core", "ingestion"},
+    "commissions": {"platform_core", "ingestion.contracts"},
+    "orchestration": {"platform_core", "ingestion", "commissions"},
     "synthetic_crm": {"ingestion.contracts"},
-    "attribution": {"platform_core", "ingestion", "orchestration", "synthetic_crm"},
+    "attribution": {"platform_core", "ingestion", "commissions", "orchestration", "synthetic_crm"},
 }
 OURS = set(PRODUCT) | set(DEV_ONLY)
 

@@ -251,6 +251,9 @@ def _valid_row(entity: str) -> dict[str, str]:
         "touchpoints": {"touchpoint_id": "t1", "org_id": "o1", "deal_id": "d1",
                         "partner_id": "p1", "touchpoint_type": "demo",
                         "occurred_at": "2026-01-01"},
+        "commission_plans": {"plan_id": "c1", "org_id": "o1", "partner_id": "p1",
+                             "attribution_model": "linear", "rate": "0.1",
+                             "effective_from": "2026-01-01", "updated_at": "2026-01-01"},
     }[entity]  # fmt: skip
 
 
@@ -258,7 +261,9 @@ def test_formula_like_identifiers_are_quarantined_with_reason(
     fresh_db_url: str, landing: Path
 ) -> None:
     cases = _identifier_cases()
-    assert {field for _, field, _ in cases} == {"org_id", "partner_id", "deal_id", "touchpoint_id"}
+    assert {field for _, field, _ in cases} == {
+        "org_id", "partner_id", "deal_id", "touchpoint_id", "plan_id",
+    }  # fmt: skip
     by_entity: dict[str, list[dict[str, str]]] = {}
     for entity, field, value in cases:
         by_entity.setdefault(entity, []).append(dict(_valid_row(entity), **{field: value}))

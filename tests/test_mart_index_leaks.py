@@ -34,11 +34,13 @@ from psycopg import sql
 
 from platform_core.bi_access import grant_org
 from synthetic_crm import generate
-from tests.dbt_harness import build, ingest
+from tests.dbt_harness import dbt, ingest
 from tests.ingest_helpers import good_deal, write_csv
 
 PASSWORD = "leak-probe-test-password"
 ORG, OTHER = "org_00001", "org_00002"
+# dbt vars: data-driven weights from a few paths, so the small dataset fills every mart.
+LOW_PATH_MINIMUM = '{"data_driven_min_paths": 5}'
 ROLE = "leak_probe_bi"
 # What a tenant may set in its own session to steer the planner towards an index.
 PLANNER_SETTINGS = (
@@ -68,9 +70,10 @@ def login_url(url: str, role: str) -> str:
 @pytest.fixture(scope="module")
 def built(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     landing = tmp_path_factory.mktemp("landing")
-    generate(landing, orgs=4, days=25, seed=11)
+    # Into a second month, with a low path minimum: attribution_channel_weights has rows.
+    generate(landing, orgs=4, days=35, seed=11)
     ingest(db_url, landing)
-    build(db_url, tmp_path_factory.mktemp("dbt"))
+    dbt(db_url, tmp_path_factory.mktemp("dbt"), "run", "--vars", LOW_PATH_MINIMUM)
     grant_org(db_url, ORG, ROLE, PASSWORD)
     # A won deal per organization loaded after the build: the backlog view lists them.
     pending = tmp_path_factory.mktemp("pending")
@@ -371,7 +374,7 @@ def test_tenant_sees_no_other_organization_id(built: str, tmp_path: Path) -> Non
                    closed_at="2026-02-01T00:00:00Z", updated_at="2030-01-01T00:00:00Z")],
     )  # fmt: skip
     ingest(built, tmp_path)
-    build(built, tmp_path / "dbt")
+    dbt(built, tmp_path / "dbt", "run", "--vars", LOW_PATH_MINIMUM)
     with psycopg.connect(login_url(built, ROLE)) as tenant:
         marts = [
             name

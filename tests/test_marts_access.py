@@ -94,6 +94,26 @@ DASHBOARD_QUERIES = {
         " where org_id = %s and attribution_model = 'linear' group by partner_id",
         "fct_partner_attribution",
     ),
+    "one org's partner statements for a period": (
+        "select partner_id, partner_name, total_usd from marts.partner_statements"
+        " where org_id = %s and period = '2026-02-01' order by total_usd desc",
+        "partner_statements",
+    ),
+    "one partner's commission history": (
+        "select period, line_type, deal_id, amount_usd from marts.fct_commission_lines"
+        " where org_id = %s and partner_id = 'ptn_0000001' order by period, deal_id",
+        "fct_commission_lines",
+    ),
+    "one org's commission lines for a period": (
+        "select partner_id, deal_id, amount_usd from marts.fct_commission_lines"
+        " where org_id = %s and period = '2026-02-01' order by partner_id",
+        "fct_commission_lines",
+    ),
+    "one org's channel weights for a month": (
+        "select channel, weight from marts.attribution_channel_weights"
+        " where org_id = %s and month = '2026-02-01' order by weight desc",
+        "attribution_channel_weights",
+    ),
 }
 
 

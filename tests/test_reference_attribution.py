@@ -15,19 +15,28 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
+from itertools import pairwise
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from tests.reference_attribution import (
     MODELS,
     RawData,
+    collapse,
+    creation_position,
     current_versions,
     expected_attribution,
+    expected_channel_weights,
     expected_deals,
     expected_organizations,
     expected_partner_performance,
     largest_remainder,
+    markov_chain,
     model_credits,
+    train,
 )
 
 DAY = timedelta(days=1)
@@ -209,6 +218,17 @@ HAND_CREDITS = {
         3: [0.4, 0.2, 0.4],
         5: [0.4, 0.2 / 3, 0.2 / 3, 0.2 / 3, 0.4],
     },
+    # Every touchpoint after the deal's creation: the creation touch is the first,
+    # milestones {1, n}. n = 1, 2: no others, 1/n each; n = 3: 0.9 / 2 = 0.45 at
+    # the ends, 0.1 in the middle; n = 5: 0.45, three of 0.1 / 3, 0.45.
+    "w_shaped": {
+        1: [1],
+        2: [0.5, 0.5],
+        3: [0.45, 0.1, 0.45],
+        5: [0.45, 0.1 / 3, 0.1 / 3, 0.1 / 3, 0.45],
+    },
+    # A deal on its own has no training paths: it falls back to linear.
+    "data_driven": {1: [1], 2: [0.5, 0.5], 3: [1 / 3, 1 / 3, 1 / 3], 5: [0.2] * 5},
 }
 
 
@@ -352,6 +372,10 @@ def test_partner_with_two_touchpoints_gets_the_sum():
     assert_credits(rows, "d1", "time_decay", {"p1": 5 / 7, "p2": 2 / 7})
     # position based: 0.4, 0.2, 0.4 -> p1 0.8 (720), p2 0.2 (180).
     assert_credits(rows, "d1", "position_based", {"p1": 0.8, "p2": 0.2})
+    # W-shaped: every touchpoint after creation, milestones {1, 3}: 0.45, 0.1, 0.45.
+    assert_credits(rows, "d1", "w_shaped", {"p1": 0.9, "p2": 0.1})
+    # data-driven: no training paths, linear.
+    assert_credits(rows, "d1", "data_driven", {"p1": 2 / 3, "p2": 1 / 3})
 
     assert rows[("d1", "p1", "linear")]["attributed_amount_usd"] == Decimal("600.00")
     assert rows[("d1", "p2", "linear")]["attributed_amount_usd"] == Decimal("300.00")
@@ -363,9 +387,10 @@ def test_partner_with_two_touchpoints_gets_the_sum():
     # touchpoint_count is the partner's eligible touchpoints, whatever the model.
     for model in MODELS:
         assert rows[("d1", "p1", model)]["touchpoint_count"] == 2
-    for model in ("linear", "time_decay", "position_based"):
+    for model in ("linear", "time_decay", "position_based", "w_shaped", "data_driven"):
         assert rows[("d1", "p2", model)]["touchpoint_count"] == 1
-    assert len(rows) == 8  # 1 + 1 + 2 + 2 + 2
+    # first and last touch credit p1 alone; every other model both partners.
+    assert len(rows) == 1 + 1 + 2 * (len(MODELS) - 2)
 
     facts = expected_deals(raw.data())["d1"]
     assert facts["eligible_touchpoint_count"] == 3
@@ -466,7 +491,7 @@ def test_partners_of_other_orgs_unknown_partners_and_foreign_touchpoints_are_not
         assert_credits(rows, "d1", model, {"p1": 1})
         assert rows[("d1", "p1", model)]["attributed_amount_usd"] == Decimal("1000.00")
         assert rows[("d1", "p1", model)]["touchpoint_count"] == 1
-    assert len(rows) == 5
+    assert len(rows) == len(MODELS)  # one row per model: p1's
     facts = expected_deals(raw.data())["d1"]
     assert facts["eligible_touchpoint_count"] == 1
     assert facts["touching_partner_count"] == 1
@@ -768,6 +793,9 @@ def test_deal_without_partner_touchpoints():
         "sourced_partner_id": None,
         "is_partner_sourced": False,
         "is_partner_influenced": False,
+        # Won without eligible touchpoints: nothing to credit, no data-driven verdict.
+        "data_driven_fallback": None,
+        "data_driven_fallback_reason": None,
     }
     assert expected_attribution(raw.data()) == {}
 
@@ -889,3 +917,375 @@ def test_rates_and_averages_are_rounded():
     # (1000.00 + 500.01) / 2 = 750.005: a half cent, rounded away from zero.
     assert p2["avg_won_deal_size_usd"] == Decimal("750.01")
     assert p2["influenced_revenue_usd"] == Decimal("1500.01")
+
+
+# ---------------------------------------------------------------------------
+# Rule 3: W-shaped
+# ---------------------------------------------------------------------------
+
+ZERO_AGES = {n: [0.0] * n for n in range(1, 6)}
+
+
+@pytest.mark.parametrize(
+    ("n", "creation", "expected"),
+    [
+        (1, 1, [1]),  # F = C = L
+        (2, 1, [0.5, 0.5]),  # C = F: milestones {1, 2}, no others
+        (2, 2, [0.5, 0.5]),  # C = L
+        (3, 2, [1 / 3, 1 / 3, 1 / 3]),  # three milestones, no others: 1/3 each
+        (3, 3, [0.45, 0.1, 0.45]),  # C = L: milestones {1, 3}: 0.9 / 2; the middle 0.1
+        (4, 2, [0.3, 0.3, 0.1, 0.3]),  # milestones {1, 2, 4}: 0.9 / 3 = 0.3; O = {3}: 0.1
+        (5, 3, [0.3, 0.05, 0.3, 0.05, 0.3]),  # milestones {1, 3, 5}; O = {2, 4}: 0.1 / 2
+        (5, 1, [0.45, 0.1 / 3, 0.1 / 3, 0.1 / 3, 0.45]),  # C = F: {1, 5}; O = {2, 3, 4}
+    ],
+)
+def test_w_shaped_by_hand(n, creation, expected):
+    got = model_credits("w_shaped", ZERO_AGES[n], creation_position=creation)
+    assert got == pytest.approx(expected, abs=1e-12)
+    assert sum(got) == 1
+
+
+def test_w_shaped_rejects_a_creation_touch_outside_the_deal():
+    with pytest.raises(ValueError):
+        model_credits("w_shaped", ZERO_AGES[3], creation_position=4)
+    with pytest.raises(ValueError):
+        model_credits("w_shaped", ZERO_AGES[3], creation_position=0)
+
+
+def test_creation_position():
+    t = [CREATED - DAY, CREATED, CREATED + DAY]
+    # The last touchpoint at or before creation (at counts) ...
+    assert creation_position(t, CREATED) == 2
+    assert creation_position(t, CREATED - timedelta(seconds=1)) == 1
+    assert creation_position(t, CREATED + 2 * DAY) == 3
+    # ... else the first one.
+    assert creation_position(t, CREATED - 2 * DAY) == 1
+    assert creation_position(t[2:], CREATED) == 1
+
+
+def test_w_shaped_end_to_end():
+    # d1 created 2024-01-01 00:00 UTC (written at 02:00+02:00). t1 p1 a day before,
+    # t2 p2 and t3 p3 at the same instant as the creation (t2 < t3 by id), t4 p4
+    # and t5 p5 later. Order t1..t5; creation touch: the last at or before creation,
+    # t3. Milestones {1, 3, 5}: 0.3 each; t2, t4: 0.1 / 2 = 0.05 each.
+    created = datetime(2024, 1, 1, 2, tzinfo=timezone(timedelta(hours=2)))
+    raw = scene().deal("d1", created_at=created)
+    raw.tp("t1", "p1", CREATED - DAY).tp("t3", "p3", CREATED).tp("t2", "p2", CREATED)
+    raw.tp("t4", "p4", CREATED + DAY).tp("t5", "p5", CLOSE - DAY)
+    rows = expected_attribution(raw.data())
+    assert_credits(
+        rows, "d1", "w_shaped", {"p1": 0.3, "p2": 0.05, "p3": 0.3, "p4": 0.05, "p5": 0.3}
+    )
+    # 1000 USD: 300.00, 50.00, 300.00, 50.00, 300.00.
+    assert amounts_of(rows, "d1", "w_shaped")["p2"] == Decimal("50.00")
+    # Every touchpoint after the creation: the first is the creation touch too.
+    late = scene().deal("d1", created_at=CREATED - 10 * DAY)
+    late.tp("t1", "p1", CREATED).tp("t2", "p2", CREATED + DAY).tp("t3", "p3", CLOSE)
+    assert_credits(
+        expected_attribution(late.data()), "d1", "w_shaped", {"p1": 0.45, "p2": 0.1, "p3": 0.45}
+    )
+
+
+# ---------------------------------------------------------------------------
+# Rule 11: the Markov chain, the training sets, the data-driven credits
+# ---------------------------------------------------------------------------
+
+
+def test_data_driven_credits_from_channel_weights():
+    # Weights 1/3, 2/3, 0 over the deal: sum 1 -> credits 1/3, 2/3, 0.
+    weights = [Fraction(1, 3), Fraction(2, 3), Fraction(0)]
+    assert model_credits("data_driven", ZERO_AGES[3], channel_weights=weights) == weights
+    # Stored weights 0.25, 0.25, 0.5 and a repeat: sum 1.25 -> 0.2, 0.2, 0.4, 0.2.
+    stored = [Decimal("0.25"), Decimal("0.25"), Decimal("0.5"), Decimal("0.25")]
+    got = model_credits("data_driven", ZERO_AGES[4], channel_weights=stored)
+    assert got == [Fraction(1, 5), Fraction(1, 5), Fraction(2, 5), Fraction(1, 5)]
+    # No weights (the deal falls back) or weights summing to 0: linear.
+    assert model_credits("data_driven", ZERO_AGES[4]) == [Fraction(1, 4)] * 4
+    assert (
+        model_credits("data_driven", ZERO_AGES[2], channel_weights=[0, 0]) == [Fraction(1, 2)] * 2
+    )
+    with pytest.raises(ValueError):
+        model_credits("data_driven", ZERO_AGES[2], channel_weights=[Fraction(1)])
+    with pytest.raises(ValueError):
+        model_credits("data_driven", ZERO_AGES[2], channel_weights=[1, -1])
+
+
+def test_collapse():
+    assert collapse(["a", "a", "b", "a", "a"]) == ("a", "b", "a")
+    assert collapse([]) == ()
+
+
+def test_markov_chain_solved_by_hand():
+    # Paths A A B A (won; collapsed to A B A), B (lost), A (lost).
+    # Steps: start -> A 2, start -> B 1; A -> B 1, B -> A 1; A -> conversion 1,
+    # A -> null 1, B -> null 1. Out of A: 3 steps, out of B: 2.
+    #   x_A = 1/3 + 1/3 x_B,  x_B = 1/2 x_A  ->  x_A = 2/5, x_B = 1/5
+    #   P = 2/3 * 2/5 + 1/3 * 1/5 = 1/3
+    # Without A (start -> A and B -> A go to null): x_B = 0, P_-A = 0, RE(A) = 1.
+    # Without B (A -> B goes to null): x_A = 1/3, P_-B = 2/3 * 1/3 = 2/9,
+    #   RE(B) = 1 - (2/9) / (1/3) = 1/3.
+    # Weights: 1 / (4/3) = 3/4 and (1/3) / (4/3) = 1/4.
+    result = markov_chain([(["A", "A", "B", "A"], True), (["B"], False), (["A"], False)])
+    assert result.conversion_probability == Fraction(1, 3)
+    assert result.removal_effects == {"A": 1, "B": Fraction(1, 3)}
+    assert result.weights == {"A": Fraction(3, 4), "B": Fraction(1, 4)}
+
+
+def test_markov_chain_two_steps_by_hand():
+    # referral demo (won), demo (lost): start -> referral 1/2, start -> demo 1/2,
+    # referral -> demo 1, demo -> conversion 1/2, demo -> null 1/2.
+    # P = 1/2 * 1/2 + 1/2 * 1/2 = 1/2. Without referral: 1/4, RE = 1/2.
+    # Without demo: 0, RE = 1. Weights 1/3, 2/3.
+    result = markov_chain([(("referral", "demo"), True), (("demo",), False)])
+    assert result.conversion_probability == Fraction(1, 2)
+    assert result.removal_effects == {"referral": Fraction(1, 2), "demo": 1}
+    assert result.weights == {"referral": Fraction(1, 3), "demo": Fraction(2, 3)}
+
+
+def test_markov_chain_edge_cases():
+    # One won path: every channel on it is necessary, RE 1 each, equal weights.
+    one = markov_chain([(("a", "b", "c"), True)])
+    assert one.conversion_probability == 1
+    assert one.removal_effects == {"a": 1, "b": 1, "c": 1}
+    assert one.weights == {"a": Fraction(1, 3), "b": Fraction(1, 3), "c": Fraction(1, 3)}
+    # Nothing converts: P = 0, every removal effect and weight 0.
+    lost = markov_chain([(("a", "b"), False), (("b",), False)])
+    assert lost.conversion_probability == 0
+    assert lost.removal_effects == lost.weights == {"a": 0, "b": 0}
+    # A channel only on lost paths removes nothing: RE 0, weight 0.
+    mixed = markov_chain([(("a",), True), (("b",), False)])
+    assert mixed.removal_effects == {"a": 1, "b": 0} and mixed.weights == {"a": 1, "b": 0}
+    assert markov_chain([]).conversion_probability == 0
+    with pytest.raises(ValueError):
+        markov_chain([((), True)])
+
+
+def _shortcut_removal_effects(paths: list[tuple[tuple[str, ...], bool]]) -> dict[str, Fraction]:
+    """The SQL solver's formula (macro create_markov_solver), in fractions:
+    RE(c) = h(c) x(c) / P with N = (I - Q)^-1, x = N r, h(c) = (s N)[c] / N[c][c]."""
+    paths = [(collapse(p), won) for p, won in paths]
+    channels = sorted({c for p, _ in paths for c in p})
+    k, at = len(channels), {c: i for i, c in enumerate(channels)}
+    out, conv, start = [0] * k, [0] * k, [0] * k
+    steps = [[0] * k for _ in range(k)]
+    for path, won in paths:
+        start[at[path[0]]] += 1
+        for a, b in pairwise(path):
+            steps[at[a]][at[b]] += 1
+        out[at[path[-1]]] += 1
+        conv[at[path[-1]]] += won
+    for i in range(k):
+        out[i] += sum(steps[i])
+    # Gauss-Jordan on [I - Q | I].
+    rows = [
+        [Fraction(int(i == j)) - Fraction(steps[i][j], out[i]) for j in range(k)]
+        + [Fraction(int(i == j)) for j in range(k)]
+        for i in range(k)
+    ]
+    for col in range(k):
+        pivot = next(r for r in range(col, k) if rows[r][col] != 0)
+        rows[col], rows[pivot] = rows[pivot], rows[col]
+        rows[col] = [v / rows[col][col] for v in rows[col]]
+        for r in range(k):
+            factor = rows[r][col]
+            if r != col and factor != 0:
+                rows[r] = [v - factor * w for v, w in zip(rows[r], rows[col], strict=True)]
+    inverse = [row[k:] for row in rows]
+    x = [sum(inverse[i][j] * Fraction(conv[j], out[j]) for j in range(k)) for i in range(k)]
+    s = [Fraction(v, len(paths)) for v in start]
+    p = sum(s[i] * x[i] for i in range(k))
+    return {
+        c: sum(s[i] * inverse[i][j] for i in range(k)) / inverse[j][j] * x[j] / p
+        for c, j in at.items()
+    }
+
+
+@given(
+    st.lists(
+        st.tuples(st.lists(st.sampled_from("abcd"), min_size=1, max_size=5), st.booleans()),
+        min_size=1,
+        max_size=8,
+    ).filter(lambda paths: any(won for _, won in paths))
+)
+@hypothesis_settings(max_examples=60, deadline=None)
+def test_markov_chain_agrees_with_the_sql_solvers_shortcut(paths):
+    """The definition (one system per removed channel) and the one-inversion
+    shortcut the SQL takes give the same removal effects, exactly."""
+    paths = [(tuple(p), won) for p, won in paths]
+    assert markov_chain(paths).removal_effects == _shortcut_removal_effects(paths)
+
+
+def test_training_fallback_reasons_in_order():
+    won, lost = (("a", "b"), True), (("b",), False)
+    # Too few paths comes first, even with no win among them.
+    assert train([lost], min_paths=2).fallback_reason == "fewer than 2 training paths"
+    assert train([], min_paths=1).fallback_reason == "fewer than 1 training paths"
+    assert train([lost, lost], min_paths=2).fallback_reason == (
+        "no won deal in the training window"
+    )
+    # Three channels against a cap of 2; with no win, the win reason comes first.
+    many = [(("a", "b", "c"), True), lost]
+    assert train(many, min_paths=2, max_channels=2).fallback_reason == (
+        "more than 2 channels in the training window"
+    )
+    assert train([(("a", "b", "c"), False)], min_paths=1, max_channels=2).fallback_reason == (
+        "no won deal in the training window"
+    )
+    training = train([won, lost], min_paths=2, max_channels=2)
+    assert training.fallback_reason is None and training.chain is not None
+    # The default needs 20 paths.
+    assert train([won] * 19).fallback_reason == "fewer than 20 training paths"
+    assert train([won] * 20).fallback_reason is None
+
+
+def test_training_counts_and_stored_values():
+    # a b a (won), b (lost), a (lost): a and b on 2 paths each (a once per path),
+    # a on 1 won path, b on 1. The chain is test_markov_chain_solved_by_hand's with
+    # the two channels renamed: RE 1 and 1/3, weights 3/4 and 1/4.
+    training = train([(("a", "b", "a"), True), (("b",), False), (("a",), False)], min_paths=3)
+    assert (training.training_paths, training.training_conversions) == (3, 1)
+    assert training.paths == {"a": 2, "b": 2} and training.conversions == {"a": 1, "b": 1}
+    # Stored: 10 decimals, halves away from zero, from the exact values.
+    assert training.stored() == {
+        "a": (Decimal("1"), Decimal("0.75")),
+        "b": (Decimal("0.3333333333"), Decimal("0.25")),
+    }
+    # 1/3 and 2/3 stored as 0.3333333333 and 0.6666666667.
+    two = train([(("referral", "demo"), True), (("demo",), False)], min_paths=2)
+    assert two.stored() == {
+        "referral": (Decimal("0.5"), Decimal("0.3333333333")),
+        "demo": (Decimal("1"), Decimal("0.6666666667")),
+    }
+    assert train([(("b",), False)], min_paths=1).stored() == {}
+
+
+def data_driven_scene() -> Raw:
+    """o1: d-may1 won (referral p1, demo p2) and d-may2 lost (demo p3), closed in
+    May 2024; d1 won in June (CLOSE): intro p1, referral p2, demo p4. o2: d-o2 won
+    in May (demo px)."""
+    may = ts(2024, 5, 15)
+    raw = scene()
+    raw.deal("d-may1", closed_at=may).deal("d-may2", status="lost", closed_at=may + DAY)
+    raw.tp("m1", "p1", may - 3 * DAY, deal_id="d-may1", touchpoint_type="referral")
+    raw.tp("m2", "p2", may - DAY, deal_id="d-may1", touchpoint_type="demo")
+    raw.tp("m3", "p3", may, deal_id="d-may2", touchpoint_type="demo")
+    raw.deal("d-o2", org_id="o2", closed_at=may)
+    raw.tp("x1", "px", may - DAY, deal_id="d-o2", org_id="o2", touchpoint_type="demo")
+    raw.deal("d1", amount="1000")
+    raw.tp("t1", "p1", CLOSE - 3 * DAY, touchpoint_type="intro")
+    raw.tp("t2", "p2", CLOSE - 2 * DAY, touchpoint_type="referral")
+    raw.tp("t3", "p4", CLOSE - DAY, touchpoint_type="demo")
+    return raw
+
+
+def test_data_driven_end_to_end():
+    data = data_driven_scene().data()
+    rows = expected_attribution(data, min_paths=2)
+    # June's training set (o1's deals closed in May): referral demo (won), demo (lost):
+    # weights 1/3 and 2/3, stored 0.3333333333 and 0.6666666667 (test_markov_chain_two_steps_by_hand).
+    # d1: intro weighs 0 (not in the training paths), referral 0.3333333333, demo
+    # 0.6666666667; sum 1.0000000000 -> p1 0 (no row), p2 0.3333333333, p4 0.6666666667.
+    assert credits_of(rows, "d1", "data_driven") == {
+        "p2": Decimal("0.3333333333"),
+        "p4": Decimal("0.6666666667"),
+    }
+    # 100000 cents: 33333.33333 and 66666.66667 -> 33333 and 66666, the cent left to p4.
+    assert amounts_of(rows, "d1", "data_driven") == {
+        "p2": Decimal("333.33"),
+        "p4": Decimal("666.67"),
+    }
+    # May's deals have no training paths (nothing closed before May): linear.
+    assert credits_of(rows, "d-may1", "data_driven") == credits_of(rows, "d-may1", "linear")
+    facts = expected_deals(data, min_paths=2)
+    assert (facts["d1"]["data_driven_fallback"], facts["d1"]["data_driven_fallback_reason"]) == (
+        False,
+        None,
+    )
+    assert facts["d-may1"]["data_driven_fallback"] is True
+    assert facts["d-may1"]["data_driven_fallback_reason"] == "fewer than 2 training paths"
+    assert facts["d-may2"]["data_driven_fallback"] is None  # lost
+    # The weights in use: June of o1 only (May and o2's May fall back).
+    june = date(2024, 6, 1)
+    assert expected_channel_weights(data, min_paths=2) == {
+        ("o1", june, "referral"): {
+            "paths": 1,
+            "conversions": 1,
+            "removal_effect": Decimal("0.5"),
+            "weight": Decimal("0.3333333333"),
+        },
+        ("o1", june, "demo"): {
+            "paths": 2,
+            "conversions": 1,
+            "removal_effect": Decimal("1"),
+            "weight": Decimal("0.6666666667"),
+        },
+    }
+    # The default, 20 paths: every deal falls back, no weights in use.
+    assert expected_channel_weights(data) == {}
+    assert expected_deals(data)["d1"]["data_driven_fallback_reason"] == (
+        "fewer than 20 training paths"
+    )
+    assert credits_of(expected_attribution(data), "d1", "data_driven") == credits_of(
+        rows, "d1", "linear"
+    )
+    # partner_performance carries every model's column, data-driven included.
+    perf = expected_partner_performance(data, min_paths=2)
+    assert perf["p4"]["attributed_revenue_usd_data_driven"] == Decimal("666.67")
+    assert perf["p1"]["attributed_revenue_usd_data_driven"] == Decimal("500.00")  # d-may1
+    assert {f"attributed_revenue_usd_{m}" for m in MODELS} <= perf["p1"].keys()
+
+
+def test_data_driven_deal_whose_channels_weigh_0():
+    # d2, won in June like d1, only intro touchpoints: no intro in June's training paths.
+    raw = data_driven_scene().deal("d2", amount="90")
+    raw.tp("u1", "p1", CLOSE - DAY, deal_id="d2", touchpoint_type="intro")
+    raw.tp("u2", "p2", CLOSE, deal_id="d2", touchpoint_type="intro")
+    data = raw.data()
+    facts = expected_deals(data, min_paths=2)["d2"]
+    assert facts["data_driven_fallback"] is True
+    assert facts["data_driven_fallback_reason"] == "its channels weigh 0 in its month"
+    rows = expected_attribution(data, min_paths=2)
+    assert credits_of(rows, "d2", "data_driven") == {"p1": Decimal("0.5"), "p2": Decimal("0.5")}
+    # June's weights are still in use (d1 is credited by them).
+    assert expected_deals(data, min_paths=2)["d1"]["data_driven_fallback"] is False
+
+
+def test_data_driven_month_fallbacks_end_to_end():
+    data = data_driven_scene().data()
+    # Two channels in June's training set against a cap of 1.
+    assert (
+        expected_deals(data, min_paths=2, max_channels=1)["d1"]["data_driven_fallback_reason"]
+        == "more than 1 channels in the training window"
+    )
+    assert expected_channel_weights(data, min_paths=2, max_channels=1) == {}
+    # d-may1 turns lost: no won deal among June's training paths.
+    raw = data_driven_scene().deal("d-may1", status="lost", closed_at=ts(2024, 5, 15))
+    facts = expected_deals(raw.data(), min_paths=2)
+    assert facts["d1"]["data_driven_fallback_reason"] == "no won deal in the training window"
+
+
+def test_training_window_is_the_twelve_utc_months_before():
+    # June 2024 trains on deals closed in [2023-06-01 00:00 UTC, 2024-06-01 00:00 UTC).
+    # Four lost deals of o1, each with a demo touchpoint a day before its close, and
+    # d1 (won, June). Only "in" and "last" are in the window.
+    minus_two = timezone(timedelta(hours=-2))
+    closes = {
+        "in": ts(2023, 6, 1),  # the first instant of the window
+        "out": ts(2023, 5, 31, 23, 59, 59),  # just before it
+        "last": datetime(2024, 5, 31, 21, 59, 59, tzinfo=minus_two),  # 23:59:59 UTC
+        "june": datetime(2024, 5, 31, 22, tzinfo=minus_two),  # 2024-06-01 00:00 UTC: June
+    }
+    raw = scene()
+    for deal_id, closed_at in closes.items():
+        raw.deal(deal_id, status="lost", created_at=ts(2023, 1, 1), closed_at=closed_at)
+        raw.tp(f"t-{deal_id}", "p1", closed_at - DAY, deal_id=deal_id, touchpoint_type="demo")
+    # A lost deal whose only touchpoint is outside its own lookback: no path.
+    raw.deal("stale", status="lost", closed_at=ts(2024, 3, 1))
+    raw.tp("t-stale", "p1", ts(2024, 3, 1) - 400 * DAY, deal_id="stale", touchpoint_type="demo")
+    raw.deal("d1").tp("t1", "p2", CLOSE - DAY, touchpoint_type="demo")
+    facts = expected_deals(raw.data(), min_paths=3)
+    # "in" and "last": 2 paths, fewer than 3.
+    assert facts["d1"]["data_driven_fallback_reason"] == "fewer than 3 training paths"
+    # With 2 needed: enough paths, but none won.
+    facts = expected_deals(raw.data(), min_paths=2)
+    assert facts["d1"]["data_driven_fallback_reason"] == "no won deal in the training window"

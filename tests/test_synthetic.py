@@ -24,11 +24,14 @@ TIMESTAMP_FIELDS = {
     "partners": ("created_at", "updated_at"),
     "deals": ("created_at", "closed_at", "updated_at"),
     "touchpoints": ("occurred_at",),
+    "commission_plans": ("updated_at",),
 }
 FILE_RE = re.compile(
-    r"^(organizations|partners|deals|touchpoints|fx_rates)(?:_(\d{4}-\d{2}-\d{2}))?\.(csv|jsonl)$"
+    r"^(organizations|partners|deals|touchpoints|fx_rates|commission_plans)"
+    r"(?:_(\d{4}-\d{2}-\d{2}))?\.(csv|jsonl)$"
 )
 AMOUNT_RE = re.compile(r"^\d+\.\d{2}$")
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 
 
@@ -84,11 +87,43 @@ def parse_ts(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
+def valid_date(value: str) -> bool:
+    try:
+        return bool(DATE_RE.match(value)) and bool(date.fromisoformat(value))
+    except ValueError:
+        return False
+
+
+def plan_defects(row: dict[str, str]) -> list[str]:
+    """Contract violations of a commission plan beyond required fields and updated_at."""
+    found = []
+    dates = [row[f] for f in ("effective_from", "effective_to") if row[f]]
+    if not all(valid_date(d) for d in dates):
+        found.append("bad_timestamp")
+    elif len(dates) == 2 and dates[1] <= dates[0]:
+        found.append("not_after")
+    if row["attribution_model"] and row["attribution_model"] not in contracts.COMMISSION_MODELS:
+        found.append("bad_status")
+    if row["rate"]:
+        try:
+            if not 0 <= Decimal(row["rate"]) <= 1:
+                found.append("bad_fraction")
+        except InvalidOperation:
+            found.append("bad_fraction")
+    if row["holding_days"] and not (
+        row["holding_days"].isascii() and row["holding_days"].isdigit()
+    ):
+        found.append("bad_count")
+    return found
+
+
 def defects(entity: str, row: dict[str, str]) -> list[str]:
     """Contract violations of one row (empty list = valid)."""
     found = []
     if any(row[f] == "" for f in REQUIRED[entity]):
         found.append("required_empty")
+    if entity == "commission_plans":
+        found += plan_defects(row)
     for f in TIMESTAMP_FIELDS.get(entity, ()):
         if row[f]:
             try:
@@ -220,6 +255,8 @@ def test_entities_and_fields_are_the_ingestion_contracts():
                   "missing_closed_at"),
         "touchpoints": ("required_empty", "bad_timestamp"),
         "fx_rates": ("required_empty", "bad_timestamp", "bad_currency", "bad_rate"),
+        "commission_plans": ("required_empty", "bad_timestamp", "bad_status", "bad_fraction",
+                             "bad_count", "not_after"),
     }  # fmt: skip
 
 
@@ -450,6 +487,59 @@ def test_world_updates_are_later_versions(moderate):
         went_inactive += first[r["partner_id"]]["status"] == "active" and r["status"] == "inactive"
     assert went_inactive > 0
     assert any(fday is not None for fday, _ in data["organizations"])
+
+
+def test_commission_plans(moderate):
+    """A default plan per org from its first day, overrides for some partners, rate
+    changes that close a plan and start the next one the same day (docs/synthetic-data.md)."""
+    _, data = moderate
+    start = date(2026, 1, 1)
+    orgs = {r["org_id"]: r for _, r in data["organizations"]}
+    partner_org = {r["partner_id"]: r["org_id"] for _, r in data["partners"]}
+    versions: dict[str, list[tuple[date, dict[str, str]]]] = defaultdict(list)
+    for fday, r in data["commission_plans"]:
+        assert fday is not None  # plans only come in dated files
+        if fday > start:  # a change: written the day it was made
+            assert parse_ts(r["updated_at"]).date() == fday
+        versions[r["plan_id"]].append((fday, r))
+    latest = current([r for _, r in data["commission_plans"]], "plan_id")
+    by_org = defaultdict(list)
+    for plan in latest.values():
+        by_org[plan["org_id"]].append(plan)
+    assert set(by_org) == set(orgs)
+    for org_id, plans in by_org.items():
+        defaults = [p for p in plans if not p["partner_id"]]
+        # The first default plan starts the day the org was created; one is open-ended.
+        first = min(defaults, key=lambda p: p["effective_from"])
+        assert first["effective_from"] == orgs[org_id]["created_at"][:10]
+        assert sum(1 for p in defaults if not p["effective_to"]) == 1
+        for p in defaults:
+            assert p["attribution_model"] in contracts.COMMISSION_MODELS
+            assert p["attribution_model"] != contracts.SOURCED_MODEL
+            assert Decimal("0.05") <= Decimal(p["rate"]) <= Decimal("0.20")
+    overrides = [p for p in latest.values() if p["partner_id"]]
+    assert 0.03 * len(partner_org) < len(overrides) < 0.15 * len(partner_org)
+    assert all(partner_org[p["partner_id"]] == p["org_id"] for p in overrides)
+    assert len({p["partner_id"] for p in overrides}) == len(overrides)  # one each
+    sourced = [p for p in overrides if p["attribution_model"] == contracts.SOURCED_MODEL]
+    assert sourced and all(
+        Decimal("0.10") <= Decimal(p["rate"]) <= Decimal("0.25") for p in sourced
+    )
+    holding = Counter(r["holding_days"] for _, r in data["commission_plans"])
+    assert set(holding) == {"0", "14", "30", "45", ""}  # empty: the default, 30
+    # Rate changes: a default plan closed by a later version the day its successor starts.
+    closed = [vs for vs in versions.values() if len(vs) == 2]
+    assert closed and all(len(vs) <= 2 for vs in versions.values())
+    for (_, before), (fday, after) in closed:
+        assert not before["effective_to"] and after["effective_to"] == fday.isoformat()
+        assert after["updated_at"] > before["updated_at"]
+        starts = fday.isoformat()
+        (successor,) = [
+            p
+            for p in by_org[after["org_id"]]
+            if not p["partner_id"] and p["effective_from"] == starts
+        ]
+        assert successor["rate"] != after["rate"]
 
 
 # --------------------------------------------------------------------------- bad rows

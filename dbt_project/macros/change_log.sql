@@ -2,6 +2,9 @@
 {% macro change_log_consumers() %}
     {{ return([
         "int_attribution__eligible_touchpoints",
+        "int_attribution__path_slices",
+        "int_attribution__markov_months",
+        "attribution_channel_weights",
         "fct_deals",
         "fct_partner_attribution",
         "partner_performance",
@@ -15,10 +18,38 @@
      where model in ('{{ change_log_consumers() | join("', '") }}'))
 {%- endmacro %}
 
-{#- For a consumer's incremental run: the changed deals it has not processed yet. -#}
-{% macro changed_deal_ids() -%}
+{#- For a consumer's incremental run: the changed deals it has not processed yet.
+    `reweighted=True` (the models that credit deals, downstream of
+    int_attribution__markov_months): also the won deals of every (organization,
+    month) whose data-driven weights changed since, which must be credited again
+    although nothing of their own changed. -#}
+{% macro changed_deal_ids(reweighted=false) -%}
     (select changes.deal_id from {{ ref('int_attribution__changed_deals') }} as changes
-     where changes.detected_batch_id > {{ watermark_value() }})
+     where changes.detected_batch_id > {{ watermark_value() }}
+     {%- if reweighted %}
+     union
+     select won.deal_id
+     from {{ ref('int_attribution__markov_months') }} as reweighted
+     inner join {{ ref('int_attribution__eligible_touchpoints') }} as won
+         on won.org_id = reweighted.org_id
+         and won.closed_at >= reweighted.month::timestamp at time zone 'UTC'
+         and won.closed_at < (reweighted.month + interval '1 month') at time zone 'UTC'
+     where reweighted.detected_batch_id > {{ watermark_value() }} and won.is_won
+     {%- endif %})
+{%- endmacro %}
+
+{#- The (organization, UTC month) pairs a changed deal has ever been closed in
+    (int_deals__mart_state keeps every organization and closing month a deal has
+    had): the path slices and training sets it may have left or joined. A deal
+    that was never closed (a new open deal) has none. -#}
+{% macro changed_org_months() -%}
+    (select distinct
+        orgs.org_id,
+        months.month
+    from {{ ref('int_deals__mart_state') }} as state
+    cross join lateral unnest(state.org_ids) as orgs (org_id)
+    cross join lateral unnest(state.closed_months) as months (month)
+    where state.deal_id in {{ changed_deal_ids() }})
 {%- endmacro %}
 
 {#- What a consumer has processed after this run: the log's entries, but no further
@@ -48,4 +79,20 @@
     {%- else -%}
         true
     {%- endif -%}
+{%- endmacro %}
+
+{#- How many months of closed deals train the data-driven weights of the month
+    after them (docs/attribution.md, "Data-driven"). -#}
+{% macro data_driven_training_months() -%}
+    12
+{%- endmacro %}
+
+{#- The (organization, month) training sets and credited months a changed deal
+    may affect: the months it has been closed in and the twelve after each. -#}
+{% macro changed_training_months() -%}
+    (select distinct
+        changed.org_id,
+        (changed.month + make_interval(months => shift.months))::date as month
+    from {{ changed_org_months() }} as changed
+    cross join generate_series(0, {{ data_driven_training_months() }}) as shift (months))
 {%- endmacro %}

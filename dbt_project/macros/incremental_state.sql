@@ -97,7 +97,9 @@
   reads exactly as a full refresh would write it; the others (text, integers,
   booleans, dates, timestamps) by value, which is cheaper and just as exact.
   `computed_at` (when a mart row was last written, docs/contract.md §5.7) is
-  not compared: a kept row keeps the time it was written.
+  not compared: a kept row keeps the time it was written. Nor is the column
+  named by `change_marker`, which then tells which rows this run did change
+  (int_attribution__markov_months: the batch of the change).
   A day's change log holds many deals whose facts come out the same (a
   touchpoint that does not count, an FX rate for another date range); each row
   not rewritten saves a heap tuple and one entry in every index.
@@ -124,7 +126,8 @@
     {%- set exact_types = ["text", "character varying", "character", "smallint", "integer", "bigint",
                            "boolean", "date", "timestamp with time zone", "timestamp without time zone"] -%}
     {%- set compared = [] -%}
-    {%- for column in arg_dict["dest_columns"] if column.name != "computed_at" -%}
+    {%- set not_compared = ["computed_at", config.get("change_marker")] -%}
+    {%- for column in arg_dict["dest_columns"] if column.name not in not_compared -%}
         {%- do compared.append(("{}" if (column.dtype | lower) in exact_types else "{}::text").format(adapter.quote(column.name))) -%}
     {%- endfor -%}
     {%- set columns = get_quoted_csv(names) -%}

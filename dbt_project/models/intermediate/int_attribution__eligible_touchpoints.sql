@@ -5,7 +5,7 @@
         unique_key="deal_id",
         tombstone_column="touchpoint_id",
         on_schema_change="fail",
-        indexes=[{"columns": ["deal_id"]}],
+        indexes=[{"columns": ["deal_id"]}, {"columns": ["org_id", "closed_at"]}],
         pre_hook="{{ large_work_mem() }}",
         post_hook=["{{ save_watermark(change_log_high_water()) }}", "{{ analyze_after_rebuild() }}"],
     )
@@ -23,7 +23,9 @@ with deals as (
     select
         deal_id,
         org_id,
-        closed_at
+        created_at,
+        closed_at,
+        status = 'won' as is_won
     from {{ ref('int_deals__current') }}
     where
         status in ('won', 'lost')
@@ -35,7 +37,9 @@ eligible as (
     select
         deals.deal_id,
         deals.org_id,
+        deals.created_at,
         deals.closed_at,
+        deals.is_won,
         touchpoints.touchpoint_id,
         touchpoints.partner_id,
         touchpoints.touchpoint_type,
@@ -81,6 +85,7 @@ select
     deal_id,
     org_id,
     closed_at,
+    is_won,
     touchpoint_id,
     partner_id,
     touchpoint_type,
@@ -89,7 +94,12 @@ select
     position,
     n,
     decay_weight,
-    sum(decay_weight) over (partition by deal_id) as decay_weight_sum
+    sum(decay_weight) over (partition by deal_id) as decay_weight_sum,
+    -- W-shaped's creation touch: the last touchpoint at or before the deal's
+    -- creation; when every touchpoint came after it, the first one.
+    coalesce(
+        max(position) filter (where occurred_at <= created_at) over (partition by deal_id), 1
+    ) as creation_position
 from ranked
 
 {% if is_incremental() %}
@@ -99,6 +109,7 @@ from ranked
         deal_id,
         null as org_id,
         null as closed_at,
+        null as is_won,
         null as touchpoint_id,
         null as partner_id,
         null as touchpoint_type,
@@ -107,6 +118,7 @@ from ranked
         null as position,
         null as n,
         null as decay_weight,
-        null as decay_weight_sum
+        null as decay_weight_sum,
+        null as creation_position
     from (select distinct deal_id from {{ changed_deal_ids() }} as c) as changed_deals
 {% endif %}

@@ -25,6 +25,8 @@
 --     rows by (organization, deal) when it moves, and org_daily_metrics
 --     recomputes those organizations' days);
 --   - every UTC day it was ever created or closed on (org_daily_metrics);
+--   - every UTC month it was ever closed (won or lost) in (the data-driven
+--     model's path slices and training sets it may have been part of);
 --   - which loaded version it reflects (attribution_backlog).
 -- Incremental runs rebuild the deals of the change log and add the current
 -- values to what each deal had before; a full refresh starts the history over.
@@ -124,7 +126,17 @@ select
                 ) as v
             where v is not null
             order by v
-        ) as metric_dates
+        ) as metric_dates,
+        array(
+            select distinct v
+            from
+                unnest(
+                    array[date_trunc('month', current_state.closed_date)::date]
+                    || coalesce(previous.closed_months, '{}')
+                ) as v
+            where v is not null
+            order by v
+        ) as closed_months
     from current_state
     left join {{ this }} as previous on current_state.deal_id = previous.deal_id
     {% else %}
@@ -137,6 +149,10 @@ select
             when current_state.closed_date < current_state.created_date
                 then array[current_state.closed_date, current_state.created_date]
             else array[current_state.created_date, current_state.closed_date]
-        end as metric_dates
+        end as metric_dates,
+        case
+            when current_state.closed_date is null then '{}'::date[]
+            else array[date_trunc('month', current_state.closed_date)::date]
+        end as closed_months
     from current_state
     {% endif %}

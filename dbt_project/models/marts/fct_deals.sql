@@ -20,6 +20,7 @@
     )
 }}
 -- depends_on: {{ ref('int_attribution__changed_deals') }}
+-- depends_on: {{ ref('int_attribution__markov_months') }}
 -- depends_on: {{ ref('int_incremental__watermarks') }}
 
 -- One row per deal, its current state. Incremental runs rebuild the deals of
@@ -30,7 +31,7 @@
 with deals as (
     select *
     from {{ ref('int_deals__current') }}
-    {% if is_incremental() %}where deal_id in {{ changed_deal_ids() }}{% endif %}
+    {% if is_incremental() %}where deal_id in {{ changed_deal_ids(reweighted=true) }}{% endif %}
 ),
 
 eligible_counts as (
@@ -43,6 +44,24 @@ eligible_counts as (
         touchpoint_id is not null
         {% if is_incremental() %}and deal_id in (select deals.deal_id from deals){% endif %}  -- noqa: LT02
     group by deal_id
+),
+
+-- Won deals whose data-driven credit falls back to linear, and why: their month's
+-- training set (int_attribution__markov_months), or channels that all weigh 0.
+data_driven as (
+    select
+        eligible.deal_id,
+        coalesce(
+            min(months.fallback_reason),
+            case when sum({{ channel_weight('months', 'eligible') }}) = 0 then 'its channels weigh 0 in its month' end
+        ) as fallback_reason
+    from {{ ref('int_attribution__eligible_touchpoints') }} as eligible
+    {{ join_channel_weights('months', 'eligible') }}
+    where
+        eligible.touchpoint_id is not null
+        and eligible.is_won
+        {% if is_incremental() %}and eligible.deal_id in (select deals.deal_id from deals){% endif %}  -- noqa: LT02
+    group by eligible.deal_id
 ),
 
 -- amount × rate is exact (up to 36 decimals); the mart shows it in cents
@@ -85,6 +104,8 @@ facts as (
         state.sourced_partner_id is not null as is_partner_sourced,
         state.sourced_partner_id is null
         and coalesce(eligible_counts.eligible_touchpoint_count, 0) > 0 as is_partner_influenced,
+        case when data_driven.deal_id is not null then data_driven.fallback_reason is not null end as data_driven_fallback,
+        data_driven.fallback_reason as data_driven_fallback_reason,
         (converted.created_at at time zone 'UTC')::date as created_date,
         case
             when converted.status in ('won', 'lost')
@@ -92,6 +113,7 @@ facts as (
         end as closed_date
     from converted
     left join eligible_counts on converted.deal_id = eligible_counts.deal_id
+    left join data_driven on converted.deal_id = data_driven.deal_id
     left join {{ ref('int_deals__mart_state') }} as state on converted.deal_id = state.deal_id
 )
 
@@ -111,6 +133,8 @@ select
     facts.sourced_partner_id,
     facts.is_partner_sourced,
     facts.is_partner_influenced,
+    facts.data_driven_fallback,
+    facts.data_driven_fallback_reason,
     facts.created_date,
     facts.closed_date,
     now() as computed_at

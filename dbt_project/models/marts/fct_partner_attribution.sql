@@ -26,6 +26,7 @@
     )
 }}
 -- depends_on: {{ ref('int_attribution__changed_deals') }}
+-- depends_on: {{ ref('int_attribution__markov_months') }}
 -- depends_on: {{ ref('int_incremental__watermarks') }}
 
 -- Two indexes are named: <table>__<columns>_idx would pass PostgreSQL's 63
@@ -42,12 +43,13 @@ with won_deals as (
         deal_id,
         org_id,
         amount_usd,
-        closed_at
+        closed_at,
+        data_driven_fallback
     from {{ ref('fct_deals') }}
     where
         is_won
         and amount_usd is not null
-        {% if is_incremental() %}and deal_id in {{ changed_deal_ids() }}{% endif %}
+        {% if is_incremental() %}and deal_id in {{ changed_deal_ids(reweighted=true) }}{% endif %}
 ),
 
 -- The credit formulas divide by n and by the sum of the decay weights: given
@@ -55,18 +57,46 @@ with won_deals as (
 -- significant digits). Shares of amounts up to 10^30 USD then stay exact to far
 -- below a cent, and two partners with the same exact share get the same one
 -- here (1/6 + 1/6 and 1/3 differ only past the 40th decimal; see `shares`).
+eligible_touchpoints as (
+    select
+        eligible.deal_id,
+        eligible.partner_id,
+        eligible.position,
+        eligible.n,
+        eligible.decay_weight,
+        eligible.decay_weight_sum,
+        eligible.creation_position,
+        {{ channel_weight('months', 'eligible') }} as channel_weight
+    from {{ ref('int_attribution__eligible_touchpoints') }} as eligible
+    {{ join_channel_weights('months', 'eligible') }}
+    where
+        eligible.touchpoint_id is not null
+        and eligible.deal_id in (select won_deals.deal_id from won_deals)
+),
+
 eligible as (
     select
-        deal_id,
-        partner_id,
-        position,
-        round(n, 40) as n,
-        decay_weight,
-        round(decay_weight_sum, 40) as decay_weight_sum
-    from {{ ref('int_attribution__eligible_touchpoints') }}
-    where
-        touchpoint_id is not null
-        and deal_id in (select won_deals.deal_id from won_deals)
+        eligible_touchpoints.deal_id,
+        eligible_touchpoints.partner_id,
+        eligible_touchpoints.position,
+        round(eligible_touchpoints.n, 40) as n,
+        eligible_touchpoints.decay_weight,
+        round(eligible_touchpoints.decay_weight_sum, 40) as decay_weight_sum,
+        eligible_touchpoints.creation_position,
+        round(
+            case
+                when eligible_touchpoints.n = 1 then 1
+                when eligible_touchpoints.creation_position in (1, eligible_touchpoints.n) then 2
+                else 3
+            end,
+            40
+        ) as milestone_count,
+        eligible_touchpoints.channel_weight,
+        round(sum(eligible_touchpoints.channel_weight) over (partition by eligible_touchpoints.deal_id), 40)
+            as channel_weight_sum,
+        won_deals.data_driven_fallback
+    from eligible_touchpoints
+    inner join won_deals on eligible_touchpoints.deal_id = won_deals.deal_id
 ),
 
 touchpoint_credits as (
@@ -157,5 +187,5 @@ from ranked
         null as closed_at,
         null as touchpoint_count,
         null as computed_at
-    from (select distinct deal_id from {{ changed_deal_ids() }} as c) as changed
+    from (select distinct deal_id from {{ changed_deal_ids(reweighted=true) }} as c) as changed
 {% endif %}

@@ -16,6 +16,8 @@
     )
 }}
 -- depends_on: {{ ref('int_attribution__changed_deals') }}
+-- depends_on: {{ ref('int_attribution__markov_months') }}
+-- depends_on: {{ ref('int_attribution__eligible_touchpoints') }}
 -- depends_on: {{ ref('int_deals__mart_state') }}
 -- depends_on: {{ ref('int_incremental__watermarks') }}
 
@@ -36,7 +38,7 @@
         from {{ ref('int_deals__mart_state') }} as state
         cross join lateral unnest(state.org_ids) as org_ids (org_id)
         cross join lateral unnest(state.metric_dates) as dates (metric_date)
-        where state.deal_id in {{ changed_deal_ids() }}
+        where state.deal_id in {{ changed_deal_ids(reweighted=true) }}
 
         union
 

@@ -21,6 +21,8 @@
     )
 }}
 -- depends_on: {{ ref('int_attribution__changed_deals') }}
+-- depends_on: {{ ref('int_attribution__markov_months') }}
+-- depends_on: {{ ref('int_attribution__eligible_touchpoints') }}
 -- depends_on: {{ ref('int_deals__mart_state') }}
 -- depends_on: {{ ref('int_incremental__watermarks') }}
 
@@ -41,7 +43,7 @@ with partners as (
             partner_id in (
                 select unnest(state.partner_ids)
                 from {{ ref('int_deals__mart_state') }} as state
-                where state.deal_id in {{ changed_deal_ids() }}
+                where state.deal_id in {{ changed_deal_ids(reweighted=true) }}
             )
             or batch_id > {{ watermark_value() }}
     {% endif %}

@@ -88,6 +88,7 @@ with warnings.catch_warnings():
 # watermark (the change-log batch it has absorbed): equal watermarks mean the four
 # were built from the same changes.
 CONSISTENT_MARTS = (
+    "attribution_channel_weights",
     "fct_deals",
     "fct_partner_attribution",
     "partner_performance",
@@ -129,8 +130,8 @@ def consistency_result(watermarks: dict[str, tuple[int, float]]) -> dg.AssetChec
     asset=dg.AssetKey(["marts", "org_daily_metrics"]),
     name="marts_consistent",
     description=(
-        "fct_deals, fct_partner_attribution, partner_performance and org_daily_metrics"
-        " absorbed the same changes (a failed build can leave later marts behind until"
+        "attribution_channel_weights, fct_deals, fct_partner_attribution, partner_performance"
+        " and org_daily_metrics absorbed the same changes (a failed build can leave later marts behind until"
         " the next successful run)."
     ),
 )

@@ -2,10 +2,14 @@
 
 import dagster as dg
 
+from orchestration.defs.commissions.closing import LEDGER_KEYS
+
 daily_refresh_job = dg.define_asset_job(
     "daily_refresh",
-    selection=dg.AssetSelection.all(),
-    description="Everything: ingestion, every dbt model and test, checks, platform health.",
+    # Everything but the commission ledger, which only a close writes.
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*LEDGER_KEYS),
+    description="Everything but closing commissions: ingestion, every dbt model and test,"
+    " checks, platform health.",
 )
 
 daily_refresh_schedule = dg.ScheduleDefinition(
