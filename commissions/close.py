@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import psycopg
+
 from commissions.periods import Period
 from platform_core.database import connect
 from platform_core.locks import COMMISSION_CLOSE, acquire
@@ -151,7 +153,10 @@ def close_period(
     the month are skipped. Each organization is re-checked under the lock, so of two
     closes at once one records and the other finds the month closed (and refuses)."""
     orgs = check_close(url, period, org_ids, now, resuming)
-    results = [_close_one(url, org, period) for org in orgs]
+    # One connection, one transaction per organization (a new connection each cost
+    # about as much as the close itself).
+    with connect(url) as conn:
+        results = [_close_one(conn, org, period) for org in orgs]
     raced = [r for r in results if not r.closed]
     if raced and len(raced) == len(results):
         raise CloseRefused(
@@ -161,8 +166,8 @@ def close_period(
     return results
 
 
-def _close_one(url: str, org_id: str, period: Period) -> OrgClose:
-    with connect(url) as conn, conn.transaction():
+def _close_one(conn: psycopg.Connection, org_id: str, period: Period) -> OrgClose:
+    with conn.transaction():
         acquire(conn, COMMISSION_CLOSE, "transaction")
         (last,) = conn.execute(
             "select max(period) from commissions.closings where org_id = %s", [org_id]

@@ -157,6 +157,23 @@ def run_job(
         return stopper.run(lambda: _execute(ref, resources, job_name, config, token, stopper))
     finally:
         hooks.close()
+        _end_leftover_plumbing()
+
+
+def _end_leftover_plumbing() -> None:
+    """Dagster mirrors captured output with `tail -F` processes and ends them when the
+    run ends; once (a fresh-clone test run on a loaded machine) two outlived a run
+    that had succeeded, and holding its stdout and stderr they kept the caller
+    of `attribution run` waiting for end of file. Whatever is left now goes."""
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                command = child.cmdline()
+                if command and (
+                    os.path.basename(command[0]) == "tail"
+                    or "watch_orphans.py" in " ".join(command)
+                ):
+                    child.terminate()
 
 
 def _execute(

@@ -353,6 +353,7 @@ WAITS_ON_A_ROW = (
 )
 
 
+@pytest.mark.slow  # ~30 s of subprocess closes
 def test_a_close_killed_leaves_each_organization_closed_whole_or_not_at_all(copy: str) -> None:
     url = copy
     before = ledger_rows(url)
@@ -449,6 +450,7 @@ def test_two_closes_of_the_same_month_record_it_once(copy: str) -> None:
     assert_ledger_consistent(url)
 
 
+@pytest.mark.slow  # ~15 s of pg_dump and pg_restore
 def test_backup_and_restore_bring_back_the_ledger_and_its_guard(
     copy: str, server_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -536,6 +536,7 @@ def stored_weights(paths: list[ChannelPath]) -> dict[str, tuple[Decimal, Decimal
     return reference.train(paths).stored()
 
 
+@pytest.mark.slow  # ~35 s; the property test checks incremental = full refresh in make test
 def test_month_weights_under_incremental_runs(built: str, server_url: str, tmp_path: Path) -> None:
     march = timed_weights(built, "hand", MARCH)
     assert untimed(march) == stored_weights(HAND_PATHS)

@@ -41,6 +41,7 @@ def day_files(export: Path, first: int, last: int) -> list[Path]:
     return files
 
 
+@pytest.mark.slow  # ~35 s; tests/test_dbt_property.py checks the same in make test
 def test_incremental_runs_equal_full_refresh_and_the_reference(
     server_url: str, export: Path, tmp_path: Path
 ) -> None:

@@ -6,6 +6,7 @@ import json
 import shutil
 import threading
 from collections.abc import Iterator
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import dagster as dg
@@ -235,6 +236,20 @@ def test_won_deals_sensor_requests_attribution_and_advances(
         dg.build_sensor_context(instance=instance, resources=resources, cursor=str(latest))
     )
     assert isinstance(quiet, dg.SkipReason)
+    # The newly won deal (deals_extra.csv) gets a touchpoint of a partner with a plan:
+    # its commission line must appear with its attribution.
+    (partner_id,) = fetch(
+        env["DATABASE_URL"],
+        "select partner_id from raw.partners where org_id = 'org_00001' order by partner_id limit 1",
+    )[0]
+    (env["landing"] / "touchpoints_extra.csv").write_text(
+        "touchpoint_id,org_id,deal_id,partner_id,touchpoint_type,occurred_at\n"
+        f"x1_t1,org_00001,x1,{partner_id},referral,2026-02-01T12:00:00Z\n"
+    )
+    (env["landing"] / "commission_plans_extra.csv").write_text(
+        "plan_id,org_id,partner_id,attribution_model,rate,effective_from,holding_days,updated_at\n"
+        f"x1_plan,org_00001,{partner_id},linear,0.1,2026-01-01,0,2026-01-01T00:00:00Z\n"
+    )
     ingested = definitions.resolve_job_def("ingest").execute_in_process(instance=instance)
     assert ingested.success  # loads deals_extra.csv: a newly won deal
     context = dg.build_sensor_context(instance=instance, resources=resources, cursor=str(latest))
@@ -246,6 +261,15 @@ def test_won_deals_sensor_requests_attribution_and_advances(
     attributed = definitions.resolve_job_def("attribution").execute_in_process(instance=instance)
     assert attributed.success
     assert fetch(env["DATABASE_URL"], "select count(*) from marts.attribution_backlog") == [(0,)]
+    built = {e.asset_key for e in attributed.get_asset_materialization_events()}
+    assert dg.AssetKey(["marts", "fct_commission_lines"]) in built
+    lines = fetch(
+        env["DATABASE_URL"],
+        "select line_type, period::text, amount_usd from marts.fct_commission_lines"
+        " where deal_id = 'x1' and partner_id = %s",
+        [partner_id],
+    )
+    assert lines == [("earned", "2026-02-01", Decimal("1.00"))]  # 10 % of 10 USD, no holding
     # Won deals the marts already reflect (as after `ingest_and_attribute`) start nothing.
     replay = won_deals_sensor(
         dg.build_sensor_context(instance=instance, resources=resources, cursor=str(latest))

@@ -314,6 +314,7 @@ def test_a_tiny_amount_goes_through_every_check(deployment: dict[str, str], runs
     assert 0 < tiny < 1e-300
 
 
+@pytest.mark.slow  # ~30 s of dbt builds
 def test_a_build_that_fails_midway_is_flagged_then_rolled_forward(
     fresh_db_url: str, export: Path, tmp_path: Path
 ) -> None:

@@ -203,6 +203,7 @@ def test_ingest_dbt_and_backup_output_never_show_the_password(
     assert files_containing(folder, token) == []
 
 
+@pytest.mark.slow  # ~16 s of connection timeouts
 def test_wrong_password_and_unreachable_server_errors(
     secret: dict[str, str], tmp_path: Path
 ) -> None:
