@@ -161,10 +161,11 @@ def run_job(
 
 
 def _end_leftover_plumbing() -> None:
-    """Dagster mirrors captured output with `tail -F` processes and ends them when the
-    run ends; once (a fresh-clone test run on a loaded machine) two outlived a run
-    that had succeeded, and holding its stdout and stderr they kept the caller
-    of `attribution run` waiting for end of file. Whatever is left now goes."""
+    """Dagster mirrors captured output with `tail -F` processes and ends them with
+    SIGTERM when the run ends. Started from a background job (`cmd &` in a script,
+    where SIGTERM and SIGINT come ignored), the tails inherit the ignored signals,
+    outlive the run, and, holding its stdout and stderr, keep whoever reads
+    `attribution run`'s output waiting for end of file. Whatever is left now goes."""
     with contextlib.suppress(psutil.Error):
         for child in psutil.Process().children(recursive=True):
             with contextlib.suppress(psutil.Error):
@@ -173,7 +174,7 @@ def _end_leftover_plumbing() -> None:
                     os.path.basename(command[0]) == "tail"
                     or "watch_orphans.py" in " ".join(command)
                 ):
-                    child.terminate()
+                    child.kill()  # SIGKILL: SIGTERM may be ignored (above)
 
 
 def _execute(
