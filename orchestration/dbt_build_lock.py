@@ -31,6 +31,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 
+from orchestration.dbt_invocation import PartialParse
 from platform_core import locks
 from platform_core.database import DatabaseError, conninfo_params, database_url
 from platform_core.settings import DEFAULT_DATABASE, Settings
@@ -48,12 +49,13 @@ OFFLINE_COMMANDS = frozenset({None, "parse", "ls", "list", "deps", "clean", "ini
 # name: never connected to (dbt only records the database name in its manifest).
 OFFLINE_URL = f"postgresql://postgres@127.0.0.1:5432/{DEFAULT_DATABASE}"
 INGEST_LOCK_KEY_VARIABLE = "ATTRIBUTION_INGEST_LOCK_KEY"
+CLOSE_LOCK_KEY_VARIABLE = "ATTRIBUTION_CLOSE_LOCK_KEY"
 
 
 def dbt_variables(url: str) -> dict[str, str]:
     """What dbt_project/profiles.yml and the models read: the connection of `url` (the
-    password in DBT_ENV_SECRET_PGPASSWORD, which dbt masks in its logs) and the
-    ingestion lock's key."""
+    password in DBT_ENV_SECRET_PGPASSWORD, which dbt masks in its logs) and the keys
+    of the ingestion and commission close locks."""
     params = conninfo_params(url)  # libpq's reading, as every other connection
     user = params.get("user", "postgres")
     return {
@@ -63,6 +65,7 @@ def dbt_variables(url: str) -> dict[str, str]:
         "DBT_ENV_SECRET_PGPASSWORD": params.get("password", ""),
         "ATTRIBUTION_PGDATABASE": params.get("dbname", user),
         INGEST_LOCK_KEY_VARIABLE: str(locks.INGESTION.key),
+        CLOSE_LOCK_KEY_VARIABLE: str(locks.COMMISSION_CLOSE.key),
     }
 
 
@@ -133,15 +136,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # This process exists to run dbt, which reads its configuration from the
     # environment (dbt_project/profiles.yml): set here, for the dbt below only.
-    os.environ.update(dbt_variables(url))
+    variables = dbt_variables(url)
+    os.environ.update(variables)
     from dbt.cli.main import cli
 
+    # This connection's latest parse, so dbt re-reads only what changed (dbt_invocation.py).
+    parse = PartialParse.for_invocation(args, variables, os.environ)
+
     def run_dbt() -> int:
+        if parse is not None:
+            parse.restore()  # under the lock: after the build it waited for wrote its own
         try:
             cli.main(args=args, prog_name="dbt", standalone_mode=True)
         except SystemExit as exit_:
             code = exit_.code
             return code if isinstance(code, int) else (0 if code is None else 1)
+        finally:
+            if parse is not None:
+                parse.keep()
         return 0
 
     if command not in WRITING_COMMANDS:

@@ -15,10 +15,15 @@ import pytest
 
 from orchestration.definitions import defs as load_defs
 from orchestration.defs.attribution.checks import backlog_result
-from orchestration.defs.attribution.sensors import won_deals_sensor
+from orchestration.defs.attribution.sensors import (
+    MARTS_CATCH_UP_SECONDS,
+    marts_catch_up_sensor,
+    won_deals_sensor,
+)
 from orchestration.defs.ingestion.sensors import LANDING_RUN_TAG, landing_sensor
 from orchestration.defs.platform.alerts import failed_check_alert
 from orchestration.resources import AlertWebhook, LandingFolder, PlatformDatabase
+from orchestration.run import pooled_storage
 from platform_core.settings import project_root
 from synthetic_crm import generate
 from tests.conftest import create_database, drop_database
@@ -34,6 +39,7 @@ EXPECTED_JOBS = {"daily_refresh", "ingest", "attribution", "dagster_housekeeping
 EXPECTED_SENSORS = {
     "landing_sensor",
     "won_deals_sensor",
+    "marts_catch_up_sensor",
     "run_failure_alert",
     "failed_check_alert",
     "tenant_session_watchdog",
@@ -65,7 +71,8 @@ def env(db_url: str, tmp_path_factory: pytest.TempPathFactory, server_url: str) 
 
 @pytest.fixture(scope="module")
 def instance(env: dict) -> Iterator[dg.DagsterInstance]:
-    with dg.DagsterInstance.get() as inst:
+    # Storage connections kept open as `attribution run` keeps them (orchestration/run.py).
+    with dg.DagsterInstance.get() as inst, pooled_storage(inst):
         yield inst
 
 
@@ -279,6 +286,61 @@ def test_won_deals_sensor_requests_attribution_and_advances(
         dg.build_sensor_context(instance=instance, resources=resources, cursor=context.cursor)
     )
     assert isinstance(after, dg.SkipReason)
+
+
+def test_a_landing_run_builds_the_won_deal_path_and_the_rest_catches_up(
+    env: dict, instance: dg.DagsterInstance, definitions: dg.Definitions
+) -> None:
+    """`ingest_and_attribute` loads and builds only the models on the way to
+    fct_partner_attribution, without data tests; marts_catch_up_sensor then starts
+    `attribution` (when landing is quiet, or at the latest MARTS_CATCH_UP_SECONDS later),
+    which brings the other marts level."""
+    url = env["DATABASE_URL"]
+    resources = {"database": PlatformDatabase(url=url)}
+    (partner_id,) = fetch(
+        url,
+        "select partner_id from raw.partners where org_id = 'org_00002' order by partner_id limit 1",
+    )[0]
+    (env["landing"] / "touchpoints_catch_up.csv").write_text(
+        "touchpoint_id,org_id,deal_id,partner_id,touchpoint_type,occurred_at\n"
+        f"cu1_t1,org_00002,cu1,{partner_id},referral,2026-02-01T12:00:00Z\n"
+    )
+    (env["landing"] / "deals_catch_up.csv").write_text(
+        "deal_id,org_id,amount,currency,status,created_at,closed_at,updated_at\n"
+        "cu1,org_00002,250,USD,won,2026-02-01,2026-02-03,2026-02-03\n"
+    )
+    job = definitions.resolve_job_def("ingest_and_attribute")
+    landed = job.execute_in_process(instance=instance)
+    assert landed.success
+    built = {e.asset_key.to_user_string() for e in landed.get_asset_materialization_events()}
+    assert "marts/fct_partner_attribution" in built and "marts/fct_deals" in built
+    assert not built & {"marts/partner_performance", "marts/org_daily_metrics",
+                        "marts/fct_commission_lines", "marts/partner_statements"}  # fmt: skip
+    # No data test, no quality check of a model: only the load's own (freshness of raw/deals).
+    checked = {e.asset_key.path[0] for e in landed.get_asset_check_evaluations()}
+    assert checked <= {"raw"}, checked
+    assert (
+        fetch(url, "select count(*) from marts.fct_partner_attribution where deal_id = 'cu1'")[0][0]
+        > 0
+    )
+    touched = "select deals_won from marts.partner_performance where partner_id = %s"
+    (won_before,) = fetch(url, touched, [partner_id])[0]
+
+    # Right after a landing run: landing is busy, the marts only just fell behind.
+    context = dg.build_sensor_context(instance=instance, resources=resources)
+    waiting = marts_catch_up_sensor(context)
+    assert isinstance(waiting, dg.SkipReason) and "landing is busy" in waiting.skip_message
+    # Behind for longer than the bound: caught up however busy landing is.
+    long_ago = str(float(context.cursor) - MARTS_CATCH_UP_SECONDS - 1)
+    request = marts_catch_up_sensor(
+        dg.build_sensor_context(instance=instance, resources=resources, cursor=long_ago)
+    )
+    assert isinstance(request, dg.RunRequest) and request.run_key.startswith("marts-catch-up-")
+    caught_up = definitions.resolve_job_def("attribution").execute_in_process(instance=instance)
+    assert caught_up.success
+    assert fetch(url, touched, [partner_id])[0][0] == won_before + 1
+    level = marts_catch_up_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    assert isinstance(level, dg.SkipReason) and "every mart" in level.skip_message
 
 
 class _Receiver(BaseHTTPRequestHandler):

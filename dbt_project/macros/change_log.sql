@@ -7,8 +7,13 @@
         "attribution_channel_weights",
         "fct_deals",
         "fct_partner_attribution",
+        "int_partners__deal_contributions",
+        "int_partners__monthly_performance",
         "partner_performance",
         "org_daily_metrics",
+        "int_commissions__due",
+        "fct_commission_lines",
+        "partner_statements",
     ]) }}
 {% endmacro %}
 

@@ -8,3 +8,149 @@
         else round({{ amount }} * 100)
     end * 0.01)
 {%- endmacro %}
+
+{#- The deals whose commission due an incremental run recomputes, as (org_id,
+    deal_id): the changed deals (int_deals__mart_state gives their current
+    organization), and every won deal of an organization whose commission plans
+    changed since the model's watermark (plans change rarely; a changed plan may
+    apply to any of the organization's deals). -#}
+{% macro commission_changed_deals() -%}
+    (select
+        state.org_id,
+        state.deal_id
+    from {{ ref('int_deals__mart_state') }} as state
+    where state.deal_id in {{ changed_deal_ids(reweighted=true) }}
+    union
+    select
+        deals.org_id,
+        deals.deal_id
+    from {{ ref('fct_deals') }} as deals
+    where
+        deals.is_won
+        and deals.org_id in (
+            select versions.org_id
+            from {{ ref('stg_crm__commission_plan_versions') }} as versions
+            where versions.plan_id in (
+                select changed_plans.plan_id
+                from {{ ref('stg_crm__commission_plan_versions') }} as changed_plans
+                where changed_plans.batch_id > {{ watermark_value() }}
+            )
+        ))
+{%- endmacro %}
+
+{#- The (org_id, deal_id, partner_id) keys whose commission lines an incremental
+    run rewrites: every organization and partner a recomputed deal has ever had
+    (its old lines may sit under either), and the keys of the closings recorded
+    after `closings_after` and up to `closings_through` (closing ids). -#}
+{% macro commission_changed_line_keys(closings_after, closings_through) -%}
+    (select
+        orgs.org_id,
+        state.deal_id,
+        partners.partner_id
+    from {{ ref('int_deals__mart_state') }} as state
+    cross join lateral unnest(state.org_ids) as orgs (org_id)
+    cross join lateral unnest(state.partner_ids) as partners (partner_id)
+    where state.deal_id in (select changed.deal_id from {{ commission_changed_deals() }} as changed)
+    union
+    select
+        lines.org_id,
+        lines.deal_id,
+        lines.partner_id
+    from {{ ref('stg_commissions__ledger_lines') }} as lines
+    where lines.closing_id > {{ closings_after }} and lines.closing_id <= {{ closings_through }})
+{%- endmacro %}
+
+{#- The highest closing id recorded now (0 when none), as a number. -#}
+{% macro closings_high_water() -%}
+    {{- batch_value("(select max(closing_id) from " ~ ref('stg_commissions__closings') ~ ")") -}}
+{%- endmacro %}
+
+{#- Holds closes back while a commission mart's transaction runs (the key is
+    the close's, handed over by `attribution-dbt`): the closings the model reads
+    are exactly those its watermark then records. -#}
+{% macro hold_commission_closes() %}
+    select pg_advisory_xact_lock_shared(
+        hashtext('{{ env_var("ATTRIBUTION_CLOSE_LOCK_KEY") | replace("'", "''") }}'))
+{% endmacro %}
+
+{#- The open line each (deal, partner) needs (docs/contract.md §8.5), for every
+    key or, with `keys` (a relation or CTE of org_id, deal_id, partner_id), for
+    those keys only: what is due now minus what closed periods booked, when not
+    zero. Never booked: an `earned` line in the period of closed_at + holding
+    days, or in the organization's earliest open period when that one is already
+    closed (a deal won late). Booked before: an `adjustment` line in the earliest
+    open period, the month after the organization's last closed one. -#}
+{% macro commission_open_lines(keys=none) -%}
+    {%- set key_filter -%}
+        {%- if keys -%}
+            where (org_id, deal_id, partner_id) in (select k.org_id, k.deal_id, k.partner_id from {{ keys }} as k)
+        {%- endif -%}
+    {%- endset -%}
+    with last_closed as (
+        select
+            org_id,
+            max(period) as period
+        from {{ ref('stg_commissions__closings') }}
+        {% if keys %}where org_id in (select k.org_id from {{ keys }} as k){% endif %}
+        group by org_id
+    ),
+
+    booked as (
+        select
+            org_id,
+            deal_id,
+            partner_id,
+            sum(amount_usd) as booked_usd,
+            (array_agg(plan_id order by period desc, line_type desc))[1] as plan_id,
+            (array_agg(attribution_model order by period desc, line_type desc))[1] as attribution_model,
+            (array_agg(deal_closed_at order by period desc, line_type desc))[1] as deal_closed_at
+        from {{ ref('stg_commissions__ledger_lines') }}
+        {{ key_filter }}
+        group by org_id, deal_id, partner_id
+    ),
+
+    due as (
+        select *
+        from {{ ref('int_commissions__due') }}
+        {{ key_filter }}
+    ),
+
+    differences as (
+        select
+            coalesce(due.org_id, booked.org_id) as org_id,
+            coalesce(due.deal_id, booked.deal_id) as deal_id,
+            coalesce(due.partner_id, booked.partner_id) as partner_id,
+            coalesce(due.plan_id, booked.plan_id) as plan_id,
+            coalesce(due.attribution_model, booked.attribution_model) as attribution_model,
+            coalesce(due.deal_closed_at, deals.closed_at, booked.deal_closed_at) as deal_closed_at,
+            due.earned_period,
+            booked.deal_id is null as never_booked,
+            coalesce(due.due_usd, 0) - coalesce(booked.booked_usd, 0) as amount_usd
+        from due
+        full outer join booked
+            on
+                due.org_id = booked.org_id
+                and due.deal_id = booked.deal_id
+                and due.partner_id = booked.partner_id
+        left join {{ ref('fct_deals') }} as deals
+            on booked.org_id = deals.org_id and booked.deal_id = deals.deal_id
+    )
+
+    select
+        differences.org_id,
+        case
+            when differences.never_booked
+                then greatest(differences.earned_period, (last_closed.period + interval '1 month')::date)
+            else (last_closed.period + interval '1 month')::date
+        end as period,
+        differences.deal_id,
+        differences.partner_id,
+        case when differences.never_booked then 'earned' else 'adjustment' end as line_type,
+        differences.plan_id,
+        differences.attribution_model,
+        differences.amount_usd,
+        differences.deal_closed_at
+    from differences
+    left join last_closed on differences.org_id = last_closed.org_id
+    where differences.amount_usd <> 0
+{%- endmacro %}

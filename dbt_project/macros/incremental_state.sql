@@ -68,9 +68,11 @@
      where outcome = 'loaded')
 {%- endmacro %}
 
-{% macro save_watermark(value_sql) %}
+{#- `suffix`: a second watermark of the model, of something else than batches
+    (fct_commission_lines: `__closings`, the last closing id it has absorbed). -#}
+{% macro save_watermark(value_sql, suffix="") %}
     insert into {{ watermark_table() }} (model, batch_id)
-    values ('{{ this.identifier }}', {{ value_sql }})
+    values ('{{ this.identifier ~ suffix }}', {{ value_sql }})
     on conflict (model) do update set batch_id = excluded.batch_id, saved_at = now()
 {% endmacro %}
 

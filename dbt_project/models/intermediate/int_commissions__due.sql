@@ -1,11 +1,24 @@
 {{
     config(
-        materialized="table",
-        indexes=[{"columns": ["org_id", "deal_id", "partner_id"], "unique": True}],
+        materialized="incremental",
+        unique_key="deal_id",
+        incremental_strategy="replace_keys",
+        tombstone_column="partner_id",
+        on_schema_change="fail",
+        indexes=[{"columns": ["org_id", "deal_id", "partner_id"], "unique": True}, {"columns": ["deal_id"]}],
         pre_hook="{{ large_work_mem() }}",
-        post_hook=["{{ analyze_after_rebuild() }}"],
+        post_hook=[
+            "{{ save_watermark(change_log_high_water(['fct_deals', 'fct_partner_attribution'])) }}",
+            "{{ analyze_after_rebuild() }}",
+        ],
     )
 }}
+-- depends_on: {{ ref('int_attribution__changed_deals') }}
+-- depends_on: {{ ref('int_attribution__markov_months') }}
+-- depends_on: {{ ref('int_attribution__eligible_touchpoints') }}
+-- depends_on: {{ ref('int_deals__mart_state') }}
+-- depends_on: {{ ref('stg_crm__commission_plan_versions') }}
+-- depends_on: {{ ref('int_incremental__watermarks') }}
 
 -- Commission due now per (won deal, partner) (docs/contract.md §8.1–8.3): the
 -- plan that applies, its model, and rate × the partner's attributed amount under
@@ -13,6 +26,9 @@
 -- it), in cents rounded half to even; and the period the earned line belongs to
 -- (closed_at + the plan's holding days). No row when nothing is due: the deal is
 -- not won, has no USD amount or no plan, or the partner gets no credit.
+-- Incremental runs recompute the deals of macro commission_changed_deals (the
+-- changed deals; every won deal of an organization whose plans changed); each
+-- leaves a tombstone (partner_id null), so a deal no longer due loses its rows.
 
 with won_deals as (
     select
@@ -23,7 +39,12 @@ with won_deals as (
         (closed_at at time zone 'UTC')::date as closed_date,
         sourced_partner_id
     from {{ ref('fct_deals') }}
-    where is_won and amount_usd is not null
+    where
+        is_won
+        and amount_usd is not null
+        {% if is_incremental() %}
+            and (org_id, deal_id) in (select changed.org_id, changed.deal_id from {{ commission_changed_deals() }} as changed)
+        {% endif %}
 ),
 
 -- The partners a plan may pay on a deal: every credited one, and its sourcing partner.
@@ -31,7 +52,9 @@ candidates as (
     select
         attribution.deal_id,
         attribution.partner_id
-    from {{ ref('fct_partner_attribution') }} as attribution
+    from won_deals
+    inner join {{ ref('fct_partner_attribution') }} as attribution
+        on won_deals.org_id = attribution.org_id and won_deals.deal_id = attribution.deal_id
     union
     select
         won_deals.deal_id,
@@ -95,3 +118,20 @@ select
     {{ round_half_even_cents('exact_due_usd') }} as due_usd
 from owed
 where exact_due_usd is not null
+
+{% if is_incremental() %}
+    union all
+
+    select
+        changed.org_id,
+        changed.deal_id,
+        null as partner_id,
+        null as plan_id,
+        null as attribution_model,
+        null as rate,
+        null as holding_days,
+        null as deal_closed_at,
+        null as earned_period,
+        null as due_usd
+    from {{ commission_changed_deals() }} as changed
+{% endif %}

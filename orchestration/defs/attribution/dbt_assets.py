@@ -74,6 +74,9 @@ def dbt_models(
     if error is not None:  # a model failed: its downstream models were skipped
         raise classify(error, getattr(error, "description", None)) from None
 
+    if not context.selected_asset_check_keys:
+        # A run without the tests' checks (the landing run): no second dbt start-up.
+        return
     tests = dbt.cli(RUN_DATA_TESTS, context=context, raise_on_error=False)
     events = list(tests.stream())
     error = tests.get_error()
