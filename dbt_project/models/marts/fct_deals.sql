@@ -11,6 +11,8 @@
             {"columns": ["org_id", "status", "closed_at", "deal_id"]},
             {"columns": ["org_id", "closed_at", "deal_id"]},
             {"columns": ["org_id", "sourced_partner_id"]},
+            {"columns": ["org_id", "created_date"]},
+            {"columns": ["org_id", "closed_date"]},
         ],
         pre_hook="{{ large_work_mem() }}",
         post_hook=[
@@ -23,6 +25,10 @@
 -- depends_on: {{ ref('int_attribution__markov_months') }}
 -- depends_on: {{ ref('int_incremental__watermarks') }}
 
+-- The (org_id, created_date) and (org_id, closed_date) indexes let
+-- org_daily_metrics recompute a day's (organization, day) keys without reading
+-- the changed organizations' whole history.
+--
 -- One row per deal, its current state. Incremental runs rebuild the deals of
 -- the change log. Every index starts with org_id (macro replace_keys,
 -- `org_history`); the sourcing partner and the bookkeeping of what a deal used

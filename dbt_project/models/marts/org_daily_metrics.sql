@@ -151,7 +151,7 @@ partner_revenue as (
         sum(attribution.attributed_amount_usd) as attributed_revenue_usd
     from deals
     inner join {{ ref('fct_partner_attribution') }} as attribution
-        on deals.deal_id = attribution.deal_id
+        on deals.org_id = attribution.org_id and deals.deal_id = attribution.deal_id
     where
         deals.is_won
         and attribution.attribution_model = '{{ default_model }}'
