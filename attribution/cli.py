@@ -299,6 +299,29 @@ def _cmd_commissions(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if outcome.ok else 1
 
 
+def _cmd_bench(argv: list[str]) -> int:
+    """`python -m benchmarks` under the product's command. The harness is a dev-only tree
+    (not in the wheel): from a checkout it is found next to the packages."""
+    try:
+        import benchmarks.__main__ as bench
+    except ModuleNotFoundError as exc:
+        from platform_core.settings import project_root
+
+        if exc.name != "benchmarks":
+            raise  # the harness is there but one of its dependencies is not
+        root = project_root()
+        if not (root / "benchmarks").is_dir():
+            print(
+                "error: `attribution bench` needs the benchmarks/ folder of a source checkout;"
+                " this installation has none",
+                file=sys.stderr,
+            )
+            return 2
+        sys.path.insert(0, str(root))
+        import benchmarks.__main__ as bench
+    return bench.main(argv, prog="attribution bench")
+
+
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from attribution.demo import run_demo
 
@@ -415,6 +438,13 @@ def build_parser() -> argparse.ArgumentParser:
     statements.add_argument("--out", required=True, help="the folder to write them to")
     com.set_defaults(func=_cmd_commissions)
 
+    # Parsed by the harness itself (main hands it everything after `bench`).
+    sub.add_parser(
+        "bench",
+        add_help=False,
+        help="the benchmarks of docs/benchmarks.md (dev checkout only; `attribution bench --help`)",
+    )
+
     demo = sub.add_parser("demo", help="generate a small dataset and run it end to end")
     demo.add_argument("--workdir", default="data/demo")
     demo.set_defaults(func=_cmd_demo)
@@ -441,8 +471,13 @@ def _one_line(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Every anticipated failure ends as one `error:` line (no traceback) and exit code 2."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # `bench` hands its arguments to the harness's own parser, unparsed.
+    bench = argv[:1] == ["bench"]
+    args = None if bench else build_parser().parse_args(argv)
     try:
+        if args is None:
+            return _cmd_bench(argv[1:])
         # Read once; every command gets its settings from here.
         return args.func(args, Settings.from_environment())
     except (DatabaseError, NotADirectoryError, ValueError) as exc:  # bi.AccessError is one

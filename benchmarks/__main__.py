@@ -12,11 +12,13 @@ from pathlib import Path
 from benchmarks.runner import STAGES, BenchOptions, run_bench
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
     bench = argparse.ArgumentParser(
-        prog="python -m benchmarks",
+        prog=prog,
         description="Without options: every stage at every preset (what `make bench` runs). Writes docs/benchmarks.md and docs/benchmarks.json."
-        " bi-load: only the 50-session BI load during daily_refresh, at growth.",
+        " bi-load: only the 50-session BI load during daily_refresh, at growth."
+        " history: the same next day on 1 and on 6 months of one preset (growth, else the"
+        " largest given), with the ratio table.",
     )
     bench.add_argument("action", nargs="?", choices=["all", "bi-load"], default="all")
     bench.add_argument(
@@ -25,11 +27,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["mvp", "early", "growth", "scale", "hyper"],
         help="repeatable; default: all five",
     )
-    bench.add_argument("--months", type=int, default=1)
+    bench.add_argument(
+        "--months",
+        type=int,
+        default=1,
+        help="history of the per-preset stages (default 1; the history stage always compares 1 and 6)",
+    )
     bench.add_argument(
         "--stage",
         action="append",
-        choices=["ingest", "attribution", "bi-queries", "latency", "bi-load"],
+        choices=list(STAGES),
         help="repeatable; default: all",
     )
     bench.add_argument("--seed", type=int, default=42)
@@ -72,5 +79,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def main(argv: list[str] | None = None, prog: str = "python -m benchmarks") -> int:
+    """Entry point of `python -m benchmarks` and of `attribution bench`."""
+    return run(build_parser(prog).parse_args(argv))
+
+
 if __name__ == "__main__":
-    sys.exit(run(build_parser().parse_args()))
+    sys.exit(main())

@@ -4,11 +4,16 @@ A dataset is `months` of a preset plus one more day, split into two landing
 folders: `month/` (the history a full refresh builds) and `next_day/` (what a
 daily incremental run adds). The generator's files for day D do not depend on
 how many days are generated, so `next_day/` is exactly the day after `month/`.
+`last_days` cuts a shorter history out of a long one (the `history` stage), so
+both histories share one `next_day/`, the same bytes.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import os
+import re
 import shutil
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -69,6 +74,53 @@ def dataset(
             path.rename(ds.next_day / path.name)
     marker.touch()
     return ds
+
+
+# Entities whose files are activity of their day; the others (organizations, partners,
+# commission plans, exchange rates) describe the state the activity refers to.
+ACTIVITY = ("deals", "touchpoints")
+_DATED = re.compile(r"^(?P<entity>[a-z_]+)_(?P<day>\d{4}-\d{2}-\d{2})\.(csv|jsonl)$")
+
+
+def last_days(ds: Dataset, days: int) -> Path:
+    """A landing folder holding only the last `days` days of activity of `ds.month`
+    (deals and touchpoints) with every reference file (organizations, partners,
+    commission plans, exchange rates): a platform whose export started `days` ago,
+    whose organizations, partners, plans and rates are those of the full history.
+
+    Files are hard links (copies across file systems): the loader refuses symbolic
+    links, and a link costs no space.
+    """
+    first = ds.last_day - timedelta(days=days)
+    folder = ds.root / f"last_{days}d"
+    marker = folder / ".complete"
+    if marker.exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for path in sorted(ds.month.iterdir()):
+        if path.name.startswith("."):
+            continue
+        dated = _DATED.match(path.name)
+        if dated and dated["entity"] in ACTIVITY and date.fromisoformat(dated["day"]) < first:
+            continue
+        try:
+            os.link(path, folder / path.name)
+        except OSError:
+            shutil.copy2(path, folder / path.name)
+    marker.touch()
+    return folder
+
+
+def digest(directory: Path) -> str:
+    """SHA-256 over the names and bytes of a folder's files: equal means byte-identical."""
+    total = hashlib.sha256()
+    for path in sorted(p for p in directory.iterdir() if not p.name.startswith(".")):
+        total.update(path.name.encode() + b"\0")
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                total.update(block)
+    return total.hexdigest()
 
 
 def concatenated(ds: Dataset, entity: str, rows: int | None = None) -> Path:

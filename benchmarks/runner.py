@@ -2,7 +2,8 @@
 
 `make bench` runs everything: the scaling curve (ingest, full refresh,
 incremental run and BI queries) at each preset, the ingestion peers and the
-loader's memory on the largest preset, the landing→mart latency and the
+loader's memory on the largest preset, the landing→mart latency (alone and with
+a noisy neighbour), the next day on 1 and on 6 months of history, and the
 50-session BI load at `growth`.
 """
 
@@ -15,13 +16,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import bi_load, bi_queries, ingest, latency, refresh
+from benchmarks import bi_load, bi_queries, history, ingest, latency, refresh
 from benchmarks.datasets import Dataset, dataset
 from benchmarks.machine import machine_info, versions
 from benchmarks.report import PRESET_ORDER, write
 from benchmarks.server import BenchServer, bench_server
 
-STAGES = ("ingest", "attribution", "bi-queries", "latency", "bi-load")
+STAGES = (
+    "ingest",
+    "attribution",
+    "bi-queries",
+    "latency",
+    "latency-noisy",
+    "history",
+    "bi-load",
+)
+# The enterprise organization's file landing during `latency-noisy`.
+NEIGHBOUR_TOUCHPOINTS = 200_000
 
 
 @dataclass
@@ -35,6 +46,7 @@ class BenchOptions:
     ingest_preset: str | None = None  # default: the largest preset
     latency_preset: str | None = None  # default: growth, else the largest
     load_preset: str | None = None  # default: growth, else the largest
+    history_preset: str | None = None  # default: growth, else the largest
     sessions: int = 50
     latency_waves: int = 8
     bi_samples: int = 200
@@ -48,6 +60,7 @@ class BenchOptions:
         self.ingest_preset = self.ingest_preset or self.presets[-1]
         self.latency_preset = self.latency_preset or middle
         self.load_preset = self.load_preset or middle
+        self.history_preset = self.history_preset or middle
 
 
 class Bench:
@@ -77,6 +90,10 @@ class Bench:
             self._timed("ingest", clock)
         for preset in o.presets:
             self._preset(preset)
+        if self._wants("latency-noisy"):
+            self._latency_noisy(o.latency_preset)
+        if self._wants("history"):
+            self._history(o.history_preset)
         if self._wants("bi-load"):
             self._bi_load(o.load_preset)
         return self.figures
@@ -113,6 +130,39 @@ class Bench:
             self._timed("latency", clock)
         self.server.drop_database(name)
 
+    def _latency_noisy(self, preset: str) -> None:
+        """A database of its own: the latency stage's probe deals keep their ids from run to run."""
+        ds = self._dataset(preset)
+        name = "bench_latency_noisy"
+        url = self.server.fresh_database(name)
+        print(f"[latency-noisy] {preset}: preparing", flush=True)
+        clock = time.perf_counter()
+        refresh.prepare(url, ds)
+        print(
+            f"[latency-noisy] {preset}: a {NEIGHBOUR_TOUCHPOINTS:,}-touchpoint file lands",
+            flush=True,
+        )
+        result = latency.run(
+            self.server,
+            url,
+            self.o.work,
+            waves=self.o.latency_waves,
+            neighbour_touchpoints=NEIGHBOUR_TOUCHPOINTS,
+        )
+        self.figures["latency_noisy"] = {**result, "preset": preset}
+        self._timed("latency-noisy", clock)
+        self.server.drop_database(name)
+
+    def _history(self, preset: str) -> None:
+        print(f"[history] {preset}: the next day on 1 month and on 6 months", flush=True)
+        clock = time.perf_counter()
+        result = history.run(
+            self.server, self.o.work, preset, self.o.seed, self.o.orgs, self.o.days
+        )
+        self.figures["history"] = result
+        self._timed("history", clock)
+        print("\n".join(history.table_lines(result)), flush=True)
+
     def _bi_load(self, preset: str) -> None:
         ds = self._dataset(preset)
         name = "bench_bi_load"
@@ -139,12 +189,19 @@ def run_bench(options: BenchOptions, server: BenchServer | None = None) -> dict:
     return _run(options, server, started, machine)
 
 
+def _command() -> str:
+    """How this run was started: `python -m benchmarks …` or `attribution bench …`."""
+    if Path(sys.argv[0]).name == "__main__.py":
+        return "python -m benchmarks " + shlex.join(sys.argv[1:])
+    return "attribution " + shlex.join(sys.argv[1:])
+
+
 def _run(options: BenchOptions, server: BenchServer, started: datetime, machine: dict) -> dict:
     bench = Bench(options, server)
     figures = bench.run()
     figures |= {
         "generated_at": started.isoformat(timespec="seconds"),
-        "command": "attribution " + shlex.join(sys.argv[1:]),
+        "command": _command(),
         "machine": machine,
         "versions": versions(server.maintenance_url),
         "stage_seconds": bench.stage_seconds,

@@ -3,8 +3,11 @@ and the explanation of a failed data test (which organizations, which ids)."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import os
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +19,7 @@ from dagster_dbt import (
     DbtCliResource,
     DbtProject,
 )
+from packaging import version
 from psycopg import sql
 
 from orchestration.dbt_invocation import DBT_PROJECT_DIR, dbt_executable
@@ -93,16 +97,35 @@ class AttributionDbt(DbtCliResource):
     def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> Any:
         return None
 
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        """dbt's version, which dagster-dbt learns by running `attribution-dbt --version`
+        before a run's first invocation: a process that imports dbt (3–5 s) for a
+        number this process can read. `attribution-dbt` runs the dbt-core installed
+        here, so it is that package's version."""
+        return version.parse(importlib.metadata.version("dbt-core"))
+
 
 def manifest_path() -> Path:
     """target/manifest.json, parsed anew when a model, macro or YAML file is newer."""
     manifest = DBT_PROJECT.manifest_path
-    sources = [p for p in DBT_PROJECT_DIR.rglob("*") if p.suffix in (".sql", ".yml")
-               and "target" not in p.parts and "logs" not in p.parts]  # fmt: skip
-    newest = max((p.stat().st_mtime for p in sources), default=0)
-    if not manifest.exists() or manifest.stat().st_mtime < newest:
+    if not manifest.exists() or manifest.stat().st_mtime < _newest_source():
         dbt_cli().cli(["parse", "--quiet"], target_path=manifest.parent).wait()
     return manifest
+
+
+def _newest_source() -> float:
+    """When a model, macro or YAML file of the project last changed. dbt's own folders
+    (target/, logs/) are not walked: every dbt invocation of a run leaves its
+    compiled SQL in target/, tens of thousands of files on a working machine."""
+    newest = 0.0
+    for folder, subfolders, files in os.walk(DBT_PROJECT_DIR):
+        if folder == str(DBT_PROJECT_DIR):
+            subfolders[:] = [name for name in subfolders if name not in ("target", "logs")]
+        for name in files:
+            if name.endswith((".sql", ".yml")):
+                newest = max(newest, os.stat(os.path.join(folder, name)).st_mtime)
+    return newest
 
 
 def dbt_cli() -> AttributionDbt:

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from platform_core.database import EmbeddedPostgres
+from platform_core.database import SUPERUSER, EmbeddedPostgres
 from platform_core.migrations import migrate
 
 
@@ -37,8 +37,29 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     server = EmbeddedPostgres(tmp_path_factory.mktemp("embedded-pg"), preferred_port=0)
     server.start()
+    cheap_logins(server)
     yield server.url("postgres")
     server.stop()
+
+
+def cheap_logins(server: EmbeddedPostgres) -> None:
+    """Store the superuser's password with one SCRAM iteration instead of 4,096.
+
+    Every connection proves its password with SCRAM-SHA-256, whose PBKDF2 rounds cost
+    both sides about 10 ms of CPU on the 2-core box — and the suite opens tens of
+    thousands of connections (Dagster's storage opens one per event it writes). The
+    protocol and its checks stay the same (a wrong password is still refused); only
+    this session server's stored hash is cheaper. Logins the tests create keep the
+    server's default."""
+    url = server.url("postgres")
+    password = server.password_file.read_text().strip()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("set scram_iterations = 1")  # this session's password hashing only
+        conn.execute(
+            sql.SQL("alter role {} password {}").format(
+                sql.Identifier(SUPERUSER), sql.Literal(password)
+            )
+        )
 
 
 def create_database(server_url: str, name: str) -> str:
@@ -64,10 +85,20 @@ def drop_database(server_url: str, name: str) -> None:
             )
 
 
+# On the session's own server every module's database has one name, and every
+# test's fresh database another: dbt's saved parse of the project belongs to a
+# connection (its database name included; orchestration/dbt_invocation.py), so one
+# parse then serves every module instead of a full parse (10–20 s) per database.
+# Each is still dropped and created anew. On a DATABASE_URL server, which other
+# sessions may share, the names stay the module's and the test's.
+SHARED_NAMES = not os.environ.get("DATABASE_URL")
+
+
 @pytest.fixture(scope="module")
 def db_url(server_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh, migrated database for this test module."""
-    name = "test_" + re.sub(r"\W", "_", request.module.__name__.rsplit(".", 1)[-1])
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    name = "test_module" if SHARED_NAMES else "test_" + re.sub(r"\W", "_", module)
     url = create_database(server_url, name)
     migrate(url)
     yield url
@@ -77,7 +108,7 @@ def db_url(server_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture
 def fresh_db_url(server_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh, migrated database for one test (for tests that compare whole tables)."""
-    name = "t_" + re.sub(r"\W", "_", request.node.name)[:50]
+    name = "test_fresh" if SHARED_NAMES else "t_" + re.sub(r"\W", "_", request.node.name)[:50]
     url = create_database(server_url, name)
     migrate(url)
     yield url

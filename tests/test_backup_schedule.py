@@ -31,6 +31,7 @@ from orchestration.defs.platform.backups import (
     max_backup_age,
 )
 from orchestration.resources import AlertWebhook, PlatformDatabase
+from orchestration.run import pooled_storage
 from platform_core.backup import (
     DRILL_DATABASE,
     MANIFEST,
@@ -77,7 +78,8 @@ def env(
 
 @pytest.fixture(scope="module")
 def instance(env: dict[str, str]) -> Iterator[dg.DagsterInstance]:
-    with dg.DagsterInstance.get() as inst:
+    # Storage connections kept open as `attribution run` keeps them (orchestration/run.py).
+    with dg.DagsterInstance.get() as inst, pooled_storage(inst):
         yield inst
 
 

@@ -29,6 +29,7 @@ from orchestration.defs.ingestion.assets import (
 )
 from orchestration.instance import instance_ref, open_instance
 from orchestration.resources import configured_resources
+from orchestration.run import pooled_storage
 from platform_core.settings import Settings, project_root
 from tests.conftest import create_database, drop_database
 from tests.ingest_helpers import deal, fetch, partner, write_csv
@@ -55,7 +56,8 @@ def deployment(
         }
     )
     definitions = build_definitions(configured_resources(settings, db_url))
-    with open_instance(instance_ref(settings, db_url)) as instance:
+    # Storage connections kept open as `attribution run` keeps them (orchestration/run.py).
+    with open_instance(instance_ref(settings, db_url)) as instance, pooled_storage(instance):
         yield {
             "url": db_url,
             "landing": landing,

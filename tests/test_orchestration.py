@@ -367,7 +367,11 @@ def receiver() -> Iterator[str]:
 
 
 def test_failed_error_check_alert_reaches_the_webhook(
-    env: dict, instance: dg.DagsterInstance, receiver: str, monkeypatch: pytest.MonkeyPatch
+    env: dict,
+    instance: dg.DagsterInstance,
+    definitions: dg.Definitions,
+    receiver: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Break an invariant the credits check guards, then run the check for real.
     with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
@@ -381,8 +385,7 @@ def test_failed_error_check_alert_reaches_the_webhook(
         )
     ]
     result = (
-        load_defs()
-        .get_implicit_global_asset_job_def()
+        definitions.get_implicit_global_asset_job_def()
         .get_subset(asset_check_selection=set(check_keys), asset_selection=set())
         .execute_in_process(instance=instance, raise_on_error=False)
     )
@@ -467,11 +470,11 @@ def test_run_failure_alert_reaches_the_webhook(
 
 
 def test_housekeeping_deletes_runs_older_than_the_retention(
-    env: dict, instance: dg.DagsterInstance
+    env: dict, instance: dg.DagsterInstance, definitions: dg.Definitions
 ) -> None:
     before = len(instance.get_run_records())
     assert before >= 3
-    job = load_defs().resolve_job_def("dagster_housekeeping")
+    job = definitions.resolve_job_def("dagster_housekeeping")
     kept = job.execute_in_process(instance=instance)  # default retention: 30 days
     assert kept.success and kept.output_for_node("delete_old_runs") == 0
     purged = job.execute_in_process(

@@ -39,8 +39,18 @@ class DbtModelsConfig(dg.Config):
     )
 
 
-def models_args(config: DbtModelsConfig) -> list[str]:
-    return [*BUILD_MODELS, *([FULL_REFRESH] if config.full_refresh else [])]
+# A run without data tests (the landing run: the way to fct_partner_attribution,
+# docs/orchestration.md "Latency") skips the unit tests too; the catch-up and daily
+# runs still run them before their models.
+SKIP_UNIT_TESTS = ["--exclude-resource-type", "unit_test"]
+
+
+def models_args(config: DbtModelsConfig, with_tests: bool = True) -> list[str]:
+    return [
+        *BUILD_MODELS,
+        *([] if with_tests else SKIP_UNIT_TESTS),
+        *([FULL_REFRESH] if config.full_refresh else []),
+    ]
 
 
 @dbt_assets(
@@ -66,7 +76,8 @@ def dbt_models(
     # still streams). Dagster writes every event to its storage, on the platform's
     # server: a write under way when that server restarts fails the step in
     # Dagster's own code, which no retry policy covers; dbt's failure is retried.
-    args = models_args(config)
+    with_tests = bool(context.selected_asset_check_keys)
+    args = models_args(config, with_tests)
     context.log.info(f"dbt models: {' '.join(args)}")
     models = dbt.cli(args, context=context, raise_on_error=False)
     yield from list(models.stream())
@@ -74,7 +85,7 @@ def dbt_models(
     if error is not None:  # a model failed: its downstream models were skipped
         raise classify(error, getattr(error, "description", None)) from None
 
-    if not context.selected_asset_check_keys:
+    if not with_tests:
         # A run without the tests' checks (the landing run): no second dbt start-up.
         return
     tests = dbt.cli(RUN_DATA_TESTS, context=context, raise_on_error=False)

@@ -26,10 +26,10 @@ from orchestration.defs.ingestion.jobs import ingest_job
 from orchestration.resources import LandingFolder, PlatformDatabase
 from platform_core.database import connect
 
-# The two sensors that start work tick often: a won deal must reach the marts within
-# a minute (docs/contract.md §7), and a quiet tick is a folder listing and one indexed
-# ledger query. Alert sensors can wait.
-PIPELINE_SENSOR_INTERVAL_SECONDS = 5
+# The landing sensor ticks often: a won deal must reach fct_partner_attribution within
+# 30 s at p95 (docs/contract.md §7), and a quiet tick is a folder listing and one
+# indexed ledger query. Alert sensors can wait.
+PIPELINE_SENSOR_INTERVAL_SECONDS = 2
 # New files of these entities can change attribution: load and build in one run.
 ATTRIBUTION_INPUTS = {"deals", "touchpoints"}
 MAX_INGEST_RETRIES = 3
