@@ -301,25 +301,23 @@ def _cmd_commissions(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_bench(argv: list[str]) -> int:
     """`python -m benchmarks` under the product's command. The harness is a dev-only tree
-    (not in the wheel): from a checkout it is found next to the packages."""
-    try:
-        import benchmarks.__main__ as bench
-    except ModuleNotFoundError as exc:
-        from platform_core.settings import project_root
+    (not in the wheel) that the product never imports: from a source checkout it runs
+    as its own process, next to the packages, with the same arguments."""
+    import subprocess
 
-        if exc.name != "benchmarks":
-            raise  # the harness is there but one of its dependencies is not
-        root = project_root()
-        if not (root / "benchmarks").is_dir():
-            print(
-                "error: `attribution bench` needs the benchmarks/ folder of a source checkout;"
-                " this installation has none",
-                file=sys.stderr,
-            )
-            return 2
-        sys.path.insert(0, str(root))
-        import benchmarks.__main__ as bench
-    return bench.main(argv, prog="attribution bench")
+    from platform_core.settings import project_root
+
+    root = project_root()
+    if not (root / "benchmarks" / "__main__.py").is_file():
+        print(
+            "error: `attribution bench` needs the benchmarks/ folder of a source checkout;"
+            " this installation has none",
+            file=sys.stderr,
+        )
+        return 2
+    command = [sys.executable, "-m", "benchmarks", *argv]
+    env = dict(os.environ, ATTRIBUTION_BENCH_PROG="attribution bench")
+    return subprocess.run(command, cwd=root, env=env, check=False).returncode
 
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:

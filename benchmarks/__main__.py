@@ -6,6 +6,7 @@ A dev-only tool: it lives outside the product package and is not in the wheel.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -84,5 +85,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m benchmarks") -> i
     return run(build_parser(prog).parse_args(argv))
 
 
+# `attribution bench` runs this module as its own process and names itself here.
+PROG_VARIABLE = "ATTRIBUTION_BENCH_PROG"
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog=os.environ.get(PROG_VARIABLE, "python -m benchmarks")))

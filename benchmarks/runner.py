@@ -9,6 +9,7 @@ a noisy neighbour), the next day on 1 and on 6 months of history, and the
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import time
@@ -191,9 +192,8 @@ def run_bench(options: BenchOptions, server: BenchServer | None = None) -> dict:
 
 def _command() -> str:
     """How this run was started: `python -m benchmarks …` or `attribution bench …`."""
-    if Path(sys.argv[0]).name == "__main__.py":
-        return "python -m benchmarks " + shlex.join(sys.argv[1:])
-    return "attribution " + shlex.join(sys.argv[1:])
+    prog = os.environ.get("ATTRIBUTION_BENCH_PROG", "python -m benchmarks")
+    return f"{prog} " + shlex.join(sys.argv[1:])
 
 
 def _run(options: BenchOptions, server: BenchServer, started: datetime, machine: dict) -> dict:
