@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.ingest_helpers import good_deal, write_csv
 
 
@@ -63,6 +65,12 @@ def test_run_requires_landing_dir(fresh_db_url: str) -> None:
     assert done.returncode == 2 and "LANDING_DIR" in done.stderr
 
 
+# ~40-110 s (a subprocess `attribution run` on a fresh database). In `make test` the
+# same is covered by tests/test_one_execution_path.py: `attribution run --full-refresh`
+# as a subprocess end to end (test_full_refresh_builds_every_mart_and_names_the_failing_
+# organization) and the demo's daily_refresh with this summary, models and backlog line
+# (test_demo_builds_through_daily_refresh_in_the_instance).
+@pytest.mark.slow
 def test_run_end_to_end(fresh_db_url: str, tmp_path: Path) -> None:
     landing = tmp_path / "landing"
     assert attribution("generate", "--orgs", "6", "--days", "30", "--seed", "4",

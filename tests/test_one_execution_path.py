@@ -105,6 +105,11 @@ def test_demo_builds_through_daily_refresh_in_the_instance(demo_deployment) -> N
     assert run_id == demo_deployment.run_id and outcome == "succeeded"
     for summary in ("raw layer:", "marts:", "attributed revenue by model", "demo finished in"):
         assert summary in text, text[-3000:]
+    # What `attribution run` prints after its run (the same summary; tests/test_cli.py's
+    # end-to-end run, in `make test-all`, checks it after a plain `attribution run`).
+    for model in ("first_touch", "last_touch", "linear", "time_decay", "position_based"):
+        assert f"\n  {model} " in text, text[-3000:]
+    assert "attribution backlog: 0 pending" in text, text[-3000:]
 
     found = recorded(demo_deployment.env, run_id)
     run = found["run"]

@@ -30,6 +30,7 @@
 -- depends_on: {{ ref('fct_deals') }}
 -- depends_on: {{ ref('stg_crm__commission_plan_versions') }}
 -- depends_on: {{ ref('stg_commissions__closings') }}
+-- depends_on: {{ ref('int_commissions__open_lines') }}
 -- depends_on: {{ ref('int_incremental__watermarks') }}
 
 -- Commission lines (docs/contract.md §8.5, §8.6): the lines of closed periods
