@@ -13,7 +13,7 @@ from platform_core.database import connect
 
 # A won deal must reach fct_partner_attribution within 30 s at p95 (docs/contract.md §7);
 # each tick is one cheap query on raw.deals.
-PIPELINE_SENSOR_INTERVAL_SECONDS = 5
+WON_DEALS_SENSOR_INTERVAL_SECONDS = 5
 # The other marts follow a landing run once landing has been quiet this long (a
 # burst of files is absorbed by one catch-up run) …
 CATCH_UP_QUIET_SECONDS = 60
@@ -27,7 +27,7 @@ assert MARTS_CATCH_UP_SECONDS + 2 * CATCH_UP_QUIET_SECONDS < MARTS_CATCH_UP_GRAC
 
 @dg.sensor(
     job=attribution_job,
-    minimum_interval_seconds=PIPELINE_SENSOR_INTERVAL_SECONDS,
+    minimum_interval_seconds=WON_DEALS_SENSOR_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Starts `attribution` when won deal versions arrive in raw.deals.",
 )

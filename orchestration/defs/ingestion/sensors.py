@@ -29,7 +29,7 @@ from platform_core.database import connect
 # The landing sensor ticks often: a won deal must reach fct_partner_attribution within
 # 30 s at p95 (docs/contract.md §7), and a quiet tick is a folder listing and one
 # indexed ledger query. Alert sensors can wait.
-PIPELINE_SENSOR_INTERVAL_SECONDS = 2
+LANDING_SENSOR_INTERVAL_SECONDS = 2
 # New files of these entities can change attribution: load and build in one run.
 ATTRIBUTION_INPUTS = {"deals", "touchpoints"}
 MAX_INGEST_RETRIES = 3
@@ -244,7 +244,7 @@ def scan_landing(conn: psycopg.Connection, folder: Path, cursor: LandingCursor) 
 
 @dg.sensor(
     jobs=[ingest_job, ingest_and_attribute_job],
-    minimum_interval_seconds=PIPELINE_SENSOR_INTERVAL_SECONDS,
+    minimum_interval_seconds=LANDING_SENSOR_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Starts `ingest` when files land that the ledger has not loaded (by content"
     " hash); `ingest_and_attribute` when deals or touchpoints are among them. Looks only at"
