@@ -29,7 +29,7 @@ dev: install
 	$(BIN)/attribution dev --port $(PORT)
 
 test: install
-	$(BIN)/pytest -m "not slow" --durations=15
+	$(BIN)/pytest -m "not slow" -n 2 --dist loadfile --durations=15
 
 test-all: install
 	$(BIN)/pytest --durations=15

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -107,10 +109,20 @@ class AttributionDbt(DbtCliResource):
 
 
 def manifest_path() -> Path:
-    """target/manifest.json, parsed anew when a model, macro or YAML file is newer."""
+    """target/manifest.json, parsed anew when a model, macro or YAML file is newer.
+
+    The parse writes into a folder of this process and then replaces the manifest in
+    one step: processes that load the definitions at once (a test session's
+    workers, the webserver and the daemon) never read half a manifest."""
     manifest = DBT_PROJECT.manifest_path
     if not manifest.exists() or manifest.stat().st_mtime < _newest_source():
-        dbt_cli().cli(["parse", "--quiet"], target_path=manifest.parent).wait()
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".parse-", dir=manifest.parent))
+        try:
+            dbt_cli().cli(["parse", "--quiet"], target_path=scratch).wait()
+            os.replace(scratch / "manifest.json", manifest)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     return manifest
 
 
