@@ -11,9 +11,8 @@
 
 {#- The deals whose commission due an incremental run recomputes, as (org_id,
     deal_id): the changed deals (int_deals__mart_state gives their current
-    organization), and every won deal of an organization whose commission plans
-    changed since the model's watermark (plans change rarely; a changed plan may
-    apply to any of the organization's deals). -#}
+    organization), and the won deals a plan changed since the model's watermark
+    may apply to (commission_plan_change_windows). -#}
 {% macro commission_changed_deals() -%}
     (select
         state.org_id,
@@ -25,17 +24,100 @@
         deals.org_id,
         deals.deal_id
     from {{ ref('fct_deals') }} as deals
-    where
-        deals.is_won
-        and deals.org_id in (
-            select versions.org_id
-            from {{ ref('stg_crm__commission_plan_versions') }} as versions
-            where versions.plan_id in (
-                select changed_plans.plan_id
-                from {{ ref('stg_crm__commission_plan_versions') }} as changed_plans
-                where changed_plans.batch_id > {{ watermark_value() }}
-            )
-        ))
+    inner join {{ commission_plan_change_windows() }} as windows
+        on
+            deals.org_id = windows.org_id
+            and deals.closed_date >= windows.starts_on
+            and deals.closed_date < windows.ends_before
+    where deals.is_won)
+{%- endmacro %}
+
+{#- Where plans changed since the model's watermark: (org_id, starts_on,
+    ends_before) date ranges outside which no won deal's plan can have changed.
+    A plan only ever applies to deals closed within its effective dates, so a
+    changed plan matters only to deals its version before (the current one among
+    those loaded up to the watermark) or its version now covers: all of both when
+    anything but the dates changed, else only the days between the old and the new
+    bounds. A plan whose end moves from open to today then costs the deals closed
+    from today, not the organization's whole history. Open bounds are infinite. -#}
+{% macro commission_plan_change_windows() -%}
+    {%- set versions = ref('stg_crm__commission_plan_versions') -%}
+    {%- set watermark = watermark_value() -%}
+    (with changed_plans as (
+        select distinct plan_id
+        from {{ versions }}
+        where batch_id > {{ watermark }}
+    ),
+
+    plan_states as (
+        -- The current version (stg_crm__commission_plans' order) before and now.
+        select distinct on (versions.plan_id, loaded.is_now)
+            versions.plan_id,
+            loaded.is_now,
+            versions.org_id,
+            versions.partner_id,
+            versions.attribution_model,
+            versions.rate,
+            versions.holding_days,
+            coalesce(versions.effective_from, '-infinity'::date) as starts_on,
+            coalesce(versions.effective_to, 'infinity'::date) as ends_before
+        from {{ versions }} as versions
+        cross join lateral (values (true), (false)) as loaded (is_now)
+        where
+            versions.plan_id in (select changed_plans.plan_id from changed_plans)
+            and (loaded.is_now or versions.batch_id <= {{ watermark }})
+        order by versions.plan_id, loaded.is_now, versions.updated_at desc, versions.batch_id desc, versions.line_no desc
+    ),
+
+    plan_changes as (
+        select
+            plan_now.org_id,
+            plan_now.starts_on,
+            plan_now.ends_before,
+            plan_before.org_id as before_org_id,
+            plan_before.starts_on as before_starts_on,
+            plan_before.ends_before as before_ends_before,
+            (
+                plan_before.plan_id is null
+                or plan_before.org_id is distinct from plan_now.org_id
+                or plan_before.partner_id is distinct from plan_now.partner_id
+                or plan_before.attribution_model is distinct from plan_now.attribution_model
+                or plan_before.rate is distinct from plan_now.rate
+                or plan_before.holding_days is distinct from plan_now.holding_days
+            ) as terms_changed
+        from plan_states as plan_now
+        left join plan_states as plan_before
+            on plan_now.plan_id = plan_before.plan_id and not plan_before.is_now
+        where plan_now.is_now
+    )
+
+    select
+        org_id,
+        starts_on,
+        ends_before
+    from plan_changes
+    where terms_changed
+    union all
+    select
+        before_org_id,
+        before_starts_on,
+        before_ends_before
+    from plan_changes
+    where terms_changed and before_org_id is not null
+    union all
+    select
+        org_id,
+        least(starts_on, before_starts_on),
+        greatest(starts_on, before_starts_on)
+    from plan_changes
+    where not terms_changed and starts_on <> before_starts_on
+    union all
+    select
+        org_id,
+        least(ends_before, before_ends_before),
+        greatest(ends_before, before_ends_before)
+    from plan_changes
+    where not terms_changed and ends_before <> before_ends_before)
 {%- endmacro %}
 
 {#- The (org_id, deal_id, partner_id) keys whose commission lines an incremental
