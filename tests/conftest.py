@@ -11,6 +11,9 @@ import contextlib
 import io
 import os
 import re
+import shutil
+import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,35 @@ from psycopg import sql
 
 from platform_core.database import SUPERUSER, EmbeddedPostgres
 from platform_core.migrations import migrate
+
+# Sessions' temporary folders are kept this long (and the newest few always), for
+# a look at what a failed test left.
+SESSION_FOLDERS_KEPT = 3
+SESSION_FOLDER_MAX_AGE_SECONDS = 24 * 3600
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Every session gets a temporary folder of its own (`--basetemp`), under
+    `$TMPDIR/attribution-pytest/`, instead of pytest's shared
+    `/tmp/pytest-of-<user>/`: pytest makes that one private (0700) again at each
+    session's start, and as root the embedded servers of a session still running run
+    as another user and lose their data folder. The workers of `-n 2` get folders
+    inside the session's (pytest-xdist does that)."""
+    if config.option.basetemp or hasattr(config, "workerinput"):
+        return
+    parent = Path(tempfile.gettempdir()) / "attribution-pytest"
+    parent.mkdir(exist_ok=True)
+    _prune_session_folders(parent)
+    config.option.basetemp = tempfile.mkdtemp(prefix="session-", dir=parent)
+
+
+def _prune_session_folders(parent: Path) -> None:
+    """Drop the folders of old sessions: all but the newest few, once a day old."""
+    folders = sorted(parent.glob("session-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for folder in folders[SESSION_FOLDERS_KEPT:]:
+        if time.time() - folder.stat().st_mtime > SESSION_FOLDER_MAX_AGE_SECONDS:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def with_database(url: str, name: str) -> str:
