@@ -35,22 +35,23 @@ SESSION_FOLDER_MAX_AGE_SECONDS = 24 * 3600
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     """Every session gets a temporary folder of its own (`--basetemp`), under
-    `$TMPDIR/attribution-pytest/`, instead of pytest's shared
+    `$TMPDIR/attribution-tests/` (short: a unix socket's path must stay under 108
+    bytes), instead of pytest's shared
     `/tmp/pytest-of-<user>/`: pytest makes that one private (0700) again at each
     session's start, and as root the embedded servers of a session still running run
     as another user and lose their data folder. The workers of `-n 2` get folders
     inside the session's (pytest-xdist does that)."""
     if config.option.basetemp or hasattr(config, "workerinput"):
         return
-    parent = Path(tempfile.gettempdir()) / "attribution-pytest"
+    parent = Path(tempfile.gettempdir()) / "attribution-tests"
     parent.mkdir(exist_ok=True)
     _prune_session_folders(parent)
-    config.option.basetemp = tempfile.mkdtemp(prefix="session-", dir=parent)
+    config.option.basetemp = tempfile.mkdtemp(prefix="s", dir=parent)
 
 
 def _prune_session_folders(parent: Path) -> None:
     """Drop the folders of old sessions: all but the newest few, once a day old."""
-    folders = sorted(parent.glob("session-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    folders = sorted(parent.glob("s*"), key=lambda p: p.stat().st_mtime, reverse=True)
     for folder in folders[SESSION_FOLDERS_KEPT:]:
         if time.time() - folder.stat().st_mtime > SESSION_FOLDER_MAX_AGE_SECONDS:
             shutil.rmtree(folder, ignore_errors=True)
