@@ -95,6 +95,7 @@ def run_loader(url: str, path: Path) -> dict:
         "from platform_core.database import connect\n"
         "from ingestion.discovery import classify\n"
         "from ingestion.loader import load_file, open_staging\n"
+        "from benchmarks.memprobe import own_peak_rss_mb\n"
         "def cpu(pid):\n"
         "    f = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()\n"
         "    return (int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK')\n"
@@ -108,14 +109,13 @@ def run_loader(url: str, path: Path) -> dict:
         "    r = load_file(conn, classify(Path(sys.argv[2])), staging)\n"
         "    s = time.perf_counter() - t\n"
         "    c = sum(cpu(p) for p in pids) + me() - c0\n"
-        "# VmHWM, not ru_maxrss: the latter keeps the parent's size from before exec.\n"
-        "rss = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
         "print(json.dumps({'seconds': s, 'cpu': c, 'rows': r.rows_read, 'loaded': r.rows_loaded,"
         " 'quarantined': r.rows_quarantined, 'status': r.status, 'message': r.message,"
-        " 'rss_mib': rss / 1024, 'parser': getattr(r, 'parser', None)}))\n"
+        " 'rss_mib': own_peak_rss_mb(), 'parser': getattr(r, 'parser', None)}))\n"
     )
+    # From the checkout's root, so the child finds the benchmarks package.
     out = subprocess.run([sys.executable, "-c", code, url, str(path)], check=True,
-                         capture_output=True, text=True)  # fmt: skip
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -7,6 +7,8 @@ anything is (figures are the benchmark's business, not the tests').
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -336,3 +338,19 @@ def test_neighbour_file_loads_every_row_as_its_organizations_touchpoints(
         ).fetchone()
     assert orgs == ["org_big"] and ids == 500
     assert late == 0  # before the won deal closed: they change its attribution
+
+
+def test_memory_probe_reports_its_own_process_not_the_one_that_started_it() -> None:
+    # The parent holds 256 MiB; ru_maxrss in the child would report at least that
+    # (Linux keeps it across exec), which is what the probe used to publish.
+    ballast = bytearray(b"\x01") * (256 * 2**20)
+    probe = "from benchmarks.memprobe import own_peak_rss_mb; print(own_peak_rss_mb())"
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert len(ballast) == 256 * 2**20
+    assert 1 < float(done.stdout) < 128
