@@ -143,21 +143,44 @@ class MartReader(threading.Thread):
             )
 
 
+@contextlib.contextmanager
+def sigint_as_from_a_terminal() -> Iterator[None]:
+    """Children started inside get SIGINT at its default, as from a terminal.
+
+    A test session started as a background job of a non-interactive shell (`make
+    test &`, nohup, some CI runners) has SIGINT ignored, and its children inherit
+    that; `attribution run` then rightly keeps ignoring it, like any `cmd &` job,
+    and a test's Ctrl-C would prove nothing. A handler (not an ignore) in this
+    process becomes the default in a child at exec."""
+    if (
+        signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def dbt_process(url: str, args: list[str], target: Path) -> subprocess.Popen[str]:
     """`attribution-dbt <args>` (dbt under the build lock, on DATABASE_URL), output piped
     line by line."""
     env = dict(os.environ, DATABASE_URL=url, DBT_PROFILES_DIR=str(DBT_PROJECT_DIR))
     env.update(DBT_TARGET_PATH=str(target / "target"), DBT_LOG_PATH=str(target / "logs"))
     env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
-    return subprocess.Popen(
-        [dbt_executable(), *args, "--project-dir", str(DBT_PROJECT_DIR)],
-        env=env,
-        cwd=DBT_PROJECT_DIR,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    with sigint_as_from_a_terminal():
+        return subprocess.Popen(
+            [dbt_executable(), *args, "--project-dir", str(DBT_PROJECT_DIR)],
+            env=env,
+            cwd=DBT_PROJECT_DIR,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
 
 
 def attribution_process(
@@ -166,14 +189,15 @@ def attribution_process(
     """`attribution <args>` in its own process group; output piped, or written to `log`
     (Dagster logs a lot: a pipe nobody reads fills up and blocks the run)."""
     output = open(log, "w") if log is not None else subprocess.PIPE  # noqa: SIM115
-    return subprocess.Popen(
-        [sys.executable, "-m", "attribution.cli", *args],
-        env=dict(os.environ, **env),
-        stdout=output,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    with sigint_as_from_a_terminal():
+        return subprocess.Popen(
+            [sys.executable, "-m", "attribution.cli", *args],
+            env=dict(os.environ, **env),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
 
 
 def finish(process: subprocess.Popen[str], log: Path, timeout: float = 1800) -> str:
