@@ -37,58 +37,47 @@
     A plan only ever applies to deals closed within its effective dates, so a
     changed plan matters only to deals its version before (the current one among
     those loaded up to the watermark) or its version now covers: all of both when
-    anything but the dates changed, else only the days between the old and the new
+    anything but the dates changed (compared column by column, whatever columns a
+    plan has), else only the days between the old and the new
     bounds. A plan whose end moves from open to today then costs the deals closed
     from today, not the organization's whole history. Open bounds are infinite. -#}
 {% macro commission_plan_change_windows() -%}
     {%- set versions = ref('stg_crm__commission_plan_versions') -%}
     {%- set watermark = watermark_value() -%}
+    {#- What a version says besides its dates: every column but these. -#}
+    {%- set not_terms = "array['plan_id', 'effective_from', 'effective_to', 'updated_at', 'batch_id', 'line_no']" -%}
     (with changed_plans as (
         select distinct plan_id
         from {{ versions }}
         where batch_id > {{ watermark }}
     ),
 
-    plan_states as (
-        -- The current version (stg_crm__commission_plans' order) before and now.
-        select distinct on (versions.plan_id, loaded.is_now)
-            versions.plan_id,
-            loaded.is_now,
-            versions.org_id,
-            versions.partner_id,
-            versions.attribution_model,
-            versions.rate,
-            versions.holding_days,
-            coalesce(versions.effective_from, '-infinity'::date) as starts_on,
-            coalesce(versions.effective_to, 'infinity'::date) as ends_before
+    plan_before as (
+        -- The current version among those loaded up to the watermark (the order of
+        -- stg_crm__commission_plans); none for a plan that is new since.
+        select distinct on (versions.plan_id) versions.*
         from {{ versions }} as versions
-        cross join lateral (values (true), (false)) as loaded (is_now)
         where
             versions.plan_id in (select changed_plans.plan_id from changed_plans)
-            and (loaded.is_now or versions.batch_id <= {{ watermark }})
-        order by versions.plan_id, loaded.is_now, versions.updated_at desc, versions.batch_id desc, versions.line_no desc
+            and versions.batch_id <= {{ watermark }}
+        order by versions.plan_id, versions.updated_at desc, versions.batch_id desc, versions.line_no desc
     ),
 
     plan_changes as (
         select
             plan_now.org_id,
-            plan_now.starts_on,
-            plan_now.ends_before,
+            coalesce(plan_now.effective_from, '-infinity'::date) as starts_on,
+            coalesce(plan_now.effective_to, 'infinity'::date) as ends_before,
             plan_before.org_id as before_org_id,
-            plan_before.starts_on as before_starts_on,
-            plan_before.ends_before as before_ends_before,
+            coalesce(plan_before.effective_from, '-infinity'::date) as before_starts_on,
+            coalesce(plan_before.effective_to, 'infinity'::date) as before_ends_before,
             (
                 plan_before.plan_id is null
-                or plan_before.org_id is distinct from plan_now.org_id
-                or plan_before.partner_id is distinct from plan_now.partner_id
-                or plan_before.attribution_model is distinct from plan_now.attribution_model
-                or plan_before.rate is distinct from plan_now.rate
-                or plan_before.holding_days is distinct from plan_now.holding_days
+                or (to_jsonb(plan_before) - {{ not_terms }}) is distinct from (to_jsonb(plan_now) - {{ not_terms }})
             ) as terms_changed
-        from plan_states as plan_now
-        left join plan_states as plan_before
-            on plan_now.plan_id = plan_before.plan_id and not plan_before.is_now
-        where plan_now.is_now
+        from {{ ref('int_commission_plans__current') }} as plan_now
+        left join plan_before on plan_now.plan_id = plan_before.plan_id
+        where plan_now.plan_id in (select changed_plans.plan_id from changed_plans)
     )
 
     select

@@ -27,7 +27,7 @@
 -- (closed_at + the plan's holding days). No row when nothing is due: the deal is
 -- not won, has no USD amount or no plan, or the partner gets no credit.
 -- Incremental runs recompute the deals of macro commission_changed_deals (the
--- changed deals; every won deal of an organization whose plans changed); each
+-- changed deals; the won deals a changed plan's old or new dates cover); each
 -- leaves a tombstone (partner_id null), so a deal no longer due loses its rows.
 
 with won_deals as (

@@ -29,6 +29,7 @@
 -- depends_on: {{ ref('int_deals__mart_state') }}
 -- depends_on: {{ ref('fct_deals') }}
 -- depends_on: {{ ref('stg_crm__commission_plan_versions') }}
+-- depends_on: {{ ref('int_commission_plans__current') }}
 -- depends_on: {{ ref('stg_commissions__closings') }}
 -- depends_on: {{ ref('int_commissions__open_lines') }}
 -- depends_on: {{ ref('int_incremental__watermarks') }}
